@@ -1,0 +1,128 @@
+"""The one configuration class. Its defaults reproduce the paper's MNIST -> MNIST-M run.
+
+Edit a default here, or override any field for one run:
+    python train.py --mode source_only --seed 3 --epochs 10
+
+Paper: Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation",
+ICML 2015; Ganin et al., "Domain-Adversarial Training of Neural Networks",
+JMLR 2016 (section 5.2, MNIST -> MNIST-M).
+"""
+
+import dataclasses
+import json
+
+MODES = ("dann", "source_only", "target_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # data
+    mnist_path: str = ""  # Keras mnist.npz; empty: download with keras.datasets.mnist.
+    bsds_path: str = ""  # BSR_bsds500.tgz or a folder holding BSR/; empty: download.
+    mnistm_path: str = "data/mnist_m.npz"  # Built from the two above when missing.
+    mnistm_seed: int = 42  # Seed of the MNIST-M backgrounds and crops.
+    download_dir: str = "data/downloads"  # Where downloaded archives are cached.
+    binarize_source: bool = True  # Source digits as 0/255, like the digits inside MNIST-M.
+
+    # model (paper, figure 4: conv 5x5x32, pool, conv 5x5x48, pool; FC100-FC100-10; GRL-FC100-2)
+    conv1_filters: int = 32
+    conv2_filters: int = 48
+    kernel_size: int = 5
+    label_hidden_units: int = 100
+    domain_hidden_units: int = 100
+
+    # optimizer: SGD, lr = learning_rate / (1 + lr_alpha * p) ** lr_beta
+    learning_rate: float = 0.01
+    lr_alpha: float = 10.0
+    lr_beta: float = 0.75
+    momentum: float = 0.9
+    # GRL: lambda = 2 / (1 + exp(-lambda_gamma * p)) - 1
+    lambda_gamma: float = 10.0
+
+    # training
+    mode: str = "dann"  # dann | source_only | target_only
+    epochs: float = 30.0  # Length in epochs of the 60,000 source images; p runs 0 -> 1 over it.
+    batch_size: int = 256  # Per step; half source, half target.
+    seed: int = 0
+
+    # logging, evaluation and checkpoints (in steps)
+    log_every: int = 100  # Training metrics are averaged and written per window.
+    eval_every: int = 1000  # Evaluation on MNIST test and MNIST-M test.
+    checkpoint_every: int = 2000
+    run_name: str = ""  # Empty: "<mode>-seed<seed>".
+    log_dir: str = "logs"
+    checkpoint_dir: str = "checkpoints"
+
+    # system
+    steps_per_call: int = 50  # Training steps run inside one compiled call.
+    deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
+
+    def __post_init__(self):
+        checks = [
+            (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got '{self.mode}'"),
+            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.lr_alpha >= 0 and self.lr_beta >= 0 and self.lambda_gamma >= 0,
+             "lr_alpha, lr_beta and lambda_gamma must be >= 0"),
+            (self.batch_size >= 2 and self.batch_size % 2 == 0,
+             f"batch_size must be even and >= 2 (half source, half target), got {self.batch_size}"),
+            (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+        ]
+        for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
+                     "domain_hidden_units", "log_every", "eval_every", "checkpoint_every",
+                     "steps_per_call"):
+            value = getattr(self, name)
+            checks.append((value > 0, f"{name} must be > 0, got {value}"))
+        for passed, message in checks:
+            if not passed:
+                raise ValueError(f"Invalid config: {message}. Fix it in config.py or on the command line.")
+
+    @property
+    def name(self):
+        """The run's folder name under log_dir and checkpoint_dir."""
+        return self.run_name or f"{self.mode}-seed{self.seed}"
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def _parse_value(name, text, field_type):
+    if field_type is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes"):
+            return True
+        if lowered in ("0", "false", "no"):
+            return False
+    else:
+        try:
+            return field_type(text)
+        except ValueError:
+            pass
+    raise ValueError(f"--{name} expects a {field_type.__name__}, got '{text}'.")
+
+
+def parse_overrides(arguments, aliases=None):
+    """Maps ['--name', 'value', '--other=value'] onto Config field values.
+
+    Every name must be a Config field (or a key of `aliases`, which maps a
+    short name such as 'mnist' to its field); unknown names and values of the
+    wrong type raise ValueError before any work starts.
+    """
+    aliases = aliases or {}
+    field_types = {field.name: field.type for field in dataclasses.fields(Config)}
+    overrides = {}
+    remaining = list(arguments)
+    while remaining:
+        argument = remaining.pop(0)
+        if not argument.startswith("--"):
+            raise ValueError(f"Unexpected argument '{argument}': use --name value.")
+        name, separator, value = argument[2:].partition("=")
+        name = aliases.get(name, name)
+        if name not in field_types:
+            raise ValueError(f"Unknown config key: '{name}'. Known keys: {', '.join(field_types)}.")
+        if not separator:
+            if not remaining:
+                raise ValueError(f"--{name} needs a value.")
+            value = remaining.pop(0)
+        overrides[name] = _parse_value(name, value, field_types[name])
+    return overrides

@@ -1,0 +1,78 @@
+"""The paper's MNIST architecture (Ganin et al., JMLR 2016, figure 4 and section 5.2).
+
+    feature extractor: conv 5x5x32 - ReLU - max-pool 2 - conv 5x5x48 - ReLU - max-pool 2
+    label classifier:  FC100 - ReLU - FC100 - ReLU - FC10
+    domain classifier: GRL - FC100 - ReLU - FC2
+
+Convolutions use 'valid' padding as in the original model (28 -> 24 -> 12 ->
+8 -> 4), giving 4 * 4 * 48 = 768 features. The classifiers return logits;
+the losses apply the softmax.
+"""
+
+import keras
+from keras import layers
+
+from model.grl import GradientReversalLayer
+
+IMAGE_SHAPE = (28, 28, 3)
+NUM_CLASSES = 10
+NUM_DOMAINS = 2
+
+
+def build_feature_extractor(conv1_filters=32, conv2_filters=48, kernel_size=5):
+    return keras.Sequential([
+        keras.Input(shape=IMAGE_SHAPE),
+        layers.Conv2D(conv1_filters, kernel_size, activation="relu", name="conv1"),
+        layers.MaxPooling2D(2, name="pool1"),
+        layers.Conv2D(conv2_filters, kernel_size, activation="relu", name="conv2"),
+        layers.MaxPooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+    ], name="feature_extractor")
+
+
+def build_label_classifier(feature_size, hidden_units=100):
+    return keras.Sequential([
+        keras.Input(shape=(feature_size,)),
+        layers.Dense(hidden_units, activation="relu", name="fc1"),
+        layers.Dense(hidden_units, activation="relu", name="fc2"),
+        layers.Dense(NUM_CLASSES, name="logits"),
+    ], name="label_classifier")
+
+
+def build_domain_classifier(feature_size, hidden_units=100):
+    return keras.Sequential([
+        keras.Input(shape=(feature_size,)),
+        GradientReversalLayer(name="gradient_reversal"),
+        layers.Dense(hidden_units, activation="relu", name="fc1"),
+        layers.Dense(NUM_DOMAINS, name="logits"),
+    ], name="domain_classifier")
+
+
+class DANN:
+    """The three networks of one run, built from a Config."""
+
+    def __init__(self, config):
+        self.feature_extractor = build_feature_extractor(
+            config.conv1_filters, config.conv2_filters, config.kernel_size)
+        feature_size = self.feature_extractor.output_shape[-1]
+        self.label_classifier = build_label_classifier(feature_size, config.label_hidden_units)
+        self.domain_classifier = build_domain_classifier(feature_size, config.domain_hidden_units)
+        self.gradient_reversal = self.domain_classifier.get_layer("gradient_reversal")
+
+    @property
+    def trainable_variables(self):
+        return (self.feature_extractor.trainable_variables
+                + self.label_classifier.trainable_variables
+                + self.domain_classifier.trainable_variables)
+
+    def classifier(self, pixel_mean):
+        """Feature extractor + label classifier as one model taking raw RGB pixels (0..255).
+
+        The normalisation (x - pixel_mean) / 255 is built in, so the exported
+        model needs no preprocessing code beside it.
+        """
+        inputs = keras.Input(shape=IMAGE_SHAPE, name="rgb_pixels")
+        normalised = layers.Normalization(
+            mean=list(pixel_mean), variance=[255.0 ** 2] * 3, name="normalise")(inputs)
+        logits = self.label_classifier(self.feature_extractor(normalised))
+        return keras.Model(inputs, logits, name="dann_classifier")

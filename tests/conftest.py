@@ -1,0 +1,106 @@
+"""Shared fixtures: tiny MNIST and BSDS500 files that the tests make, and the real files when present."""
+
+import io
+import os
+import pathlib
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from utils.sources import BSDS_TRAIN_FOLDER
+
+
+def fake_mnist_arrays(train_count=12, test_count=6, seed=0):
+    """Tiny MNIST arrays in the Keras layout, about half of each image 0 so binarisation sees both values."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in (("train", train_count), ("test", test_count)):
+        grey = rng.integers(1, 256, (count, 28, 28), dtype=np.uint8)
+        arrays[f"x_{split}"] = np.where(rng.random(grey.shape) < 0.5, grey, np.uint8(0))
+        arrays[f"y_{split}"] = rng.integers(0, 10, count, dtype=np.uint8)
+    return arrays
+
+
+def replace_arrays(arrays, replacements):
+    """Returns a copy of `arrays` where each replacement sets an array, or drops it when None."""
+    replaced = dict(arrays)
+    for key, array in replacements.items():
+        if array is None:
+            del replaced[key]
+        else:
+            replaced[key] = array
+    return replaced
+
+
+def write_fake_mnist(path, train_count=12, test_count=6, **replacements):
+    """Writes a tiny mnist.npz and returns its arrays; `replacements` (see replace_arrays) break it on purpose."""
+    arrays = replace_arrays(fake_mnist_arrays(train_count, test_count), replacements)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def fake_backgrounds(seed=0):
+    """Noise images, named as in BSDS500, in both orientations; noise makes every 28x28 crop unique."""
+    rng = np.random.default_rng(seed)
+    shapes = {"2092.jpg": (36, 52, 3), "100075.jpg": (52, 36, 3), "8049.jpg": (40, 40, 3)}
+    return {name: rng.integers(0, 256, shape, dtype=np.uint8) for name, shape in shapes.items()}
+
+
+def encode(pixels, image_format="JPEG"):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=image_format, quality=95)
+    return buffer.getvalue()
+
+
+def write_fake_bsds_tgz(path, train_files=None):
+    """Writes a tiny BSR_bsds500.tgz laid out like the official one and returns its path.
+
+    train_files maps a file name to its bytes (default: fake_backgrounds()
+    as JPEGs). Like the official archive, it also holds folder members, a
+    Thumbs.db and a val image, which the loader must skip.
+    """
+    if train_files is None:
+        train_files = {name: encode(pixels) for name, pixels in fake_backgrounds().items()}
+    with tarfile.open(path, "w:gz") as archive:
+        for folder in ("BSR", "BSR/BSDS500", BSDS_TRAIN_FOLDER):
+            member = tarfile.TarInfo(folder)
+            member.type = tarfile.DIRTYPE
+            archive.addfile(member)
+        members = {f"{BSDS_TRAIN_FOLDER}/Thumbs.db": b"\xd0\xcf\x11\xe0 not an image",
+                   "BSR/BSDS500/data/images/val/3096.jpg": encode(np.zeros((40, 60, 3), np.uint8))}
+        members.update({f"{BSDS_TRAIN_FOLDER}/{name}": data for name, data in train_files.items()})
+        for name, data in members.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return path
+
+
+def truncate(path):
+    """Cuts a file to half its length, as an interrupted download would."""
+    data = pathlib.Path(path).read_bytes()
+    pathlib.Path(path).write_bytes(data[:len(data) // 2])
+
+
+@pytest.fixture
+def fake_mnist_path(tmp_path):
+    path = str(tmp_path / "mnist.npz")
+    write_fake_mnist(path)
+    return path
+
+
+@pytest.fixture
+def fake_bsds_path(tmp_path):
+    return write_fake_bsds_tgz(str(tmp_path / "BSR_bsds500.tgz"))
+
+
+@pytest.fixture
+def real_data_dir():
+    """The folder with the real mnist.npz and BSR_bsds500.tgz, from $DANN_DATA_DIR; skips without it."""
+    folder = os.environ.get("DANN_DATA_DIR", "")
+    if not all(os.path.isfile(os.path.join(folder, name)) for name in ("mnist.npz", "BSR_bsds500.tgz")):
+        pytest.skip("Real data not found: set DANN_DATA_DIR to the folder with mnist.npz and BSR_bsds500.tgz "
+                    "(here: ../shared/data).")
+    return folder

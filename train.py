@@ -1,0 +1,287 @@
+"""Train DANN, or one of its baselines, on MNIST -> MNIST-M.
+
+    python train.py                          # DANN with the paper's settings (config.py)
+    python train.py --mode source_only       # lower bound: no adaptation
+    python train.py --mode target_only       # upper bound: trained on MNIST-M labels
+    python train.py --seed 1 --epochs 5      # any config.py field, spelled as the field is
+    python train.py --resume                 # continue the run from its latest checkpoint
+    python train.py --mnist PATH --bsds PATH # local copies of mnist.npz and BSR_bsds500.tgz
+
+TensorBoard: tensorboard --logdir logs
+"""
+
+import os
+
+# oneDNN kernels make the convolutions about 1.7x faster on CPU; TensorFlow
+# leaves them off by default on AMD processors. Must be set before importing TF.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from config import Config, parse_overrides  # noqa: E402
+from model import DANN  # noqa: E402
+from utils import pipeline, schedules, system  # noqa: E402
+from utils.files import atomic_path, write_text_atomic  # noqa: E402
+from utils.mnistm import build_mnistm, load_mnistm  # noqa: E402
+from utils.sources import DataError, load_mnist  # noqa: E402
+from utils.summaries import ScalarWriter  # noqa: E402
+
+EVALUATION_BATCH_SIZE = 1000
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or continue: the message says what to do."""
+
+
+class Trainer:
+    """One run: networks, optimizer, data stream, metrics, checkpoints and logs."""
+
+    def __init__(self, config, mnist, mnistm):
+        self.config = config
+        half_batch = config.batch_size // 2
+        source = pipeline.Domain(mnist["x_train"], mnist["y_train"], is_mnist=True,
+                                 binarize=config.binarize_source)
+        target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
+        self.total_steps = math.ceil(config.epochs * len(source) / half_batch)
+        self.pixel_mean = [float(value) for value in mnistm["pixel_mean"]]
+        self.iterator = iter(pipeline.training_dataset(
+            source, target, half_batch, self.pixel_mean, seed=config.seed))
+        self.test_sets = {
+            "source": pipeline.evaluation_dataset(pipeline.Domain(
+                mnist["x_test"], mnist["y_test"], is_mnist=True, binarize=config.binarize_source),
+                EVALUATION_BATCH_SIZE, self.pixel_mean),
+            "target": pipeline.evaluation_dataset(pipeline.Domain(
+                mnistm["x_test"], mnistm["y_test"], is_mnist=False),
+                EVALUATION_BATCH_SIZE, self.pixel_mean),
+        }
+
+        self.networks = DANN(config)
+        self.variables = self.networks.trainable_variables
+        self.optimizer = keras.optimizers.SGD(
+            schedules.PaperLearningRate(self.total_steps, config.learning_rate,
+                                        config.lr_alpha, config.lr_beta),
+            momentum=config.momentum)
+        # Building the optimizer now creates its slots, so a checkpoint restores into them.
+        self.optimizer.build(self.variables)
+        self.metrics = {name: keras.metrics.Mean(name=name) for name in
+                        ("label_loss", "domain_loss", "total_loss", "source_acc", "domain_acc")}
+
+        self.checkpoint = tf.train.Checkpoint(
+            feature_extractor=self.networks.feature_extractor,
+            label_classifier=self.networks.label_classifier,
+            domain_classifier=self.networks.domain_classifier,
+            optimizer=self.optimizer, data=self.iterator)
+        self.log_dir = os.path.join(config.log_dir, config.name)
+        self.checkpoint_dir = os.path.join(config.checkpoint_dir, config.name)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir, max_to_keep=3)
+
+    @property
+    def step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def current_schedule(self):
+        """The learning rate and GRL lambda that the next step uses."""
+        progress = schedules.progress(self.optimizer.iterations, self.total_steps)
+        strength = (schedules.grl_lambda(progress, self.config.lambda_gamma)
+                    if self.config.mode == "dann" else 0.0)
+        return self.optimizer.learning_rate, strength
+
+    def train_step(self, source_images, source_labels, target_images, target_labels):
+        # Outside DANN, lambda stays 0: the domain classifier still learns, as a
+        # probe of how separable the domains are, but cannot change the features.
+        _, strength = self.current_schedule()
+        self.networks.gradient_reversal.set_strength(strength)
+        half = tf.shape(source_images)[0]
+        images = tf.concat([source_images, target_images], axis=0)
+        domain_labels = tf.concat([tf.zeros([half], tf.int32), tf.ones([half], tf.int32)], axis=0)
+        with tf.GradientTape() as tape:
+            # One pass of the feature extractor over both halves.
+            features = self.networks.feature_extractor(images, training=True)
+            label_logits = self.networks.label_classifier(features, training=True)
+            domain_logits = self.networks.domain_classifier(features, training=True)
+            if self.config.mode == "target_only":
+                label_loss = cross_entropy(target_labels, label_logits[half:])
+            else:
+                label_loss = cross_entropy(source_labels, label_logits[:half])
+            domain_loss = cross_entropy(domain_labels, domain_logits)
+            total_loss = label_loss + domain_loss
+        gradients = tape.gradient(total_loss, self.variables)
+        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        for name, value in (("label_loss", label_loss), ("domain_loss", domain_loss),
+                            ("total_loss", total_loss),
+                            ("source_acc", accuracy(source_labels, label_logits[:half])),
+                            ("domain_acc", accuracy(domain_labels, domain_logits))):
+            self.metrics[name].update_state(value)
+
+    @tf.function
+    def train_steps(self, num_steps):
+        """Runs num_steps training steps in one compiled call (a tensor, so no retrace)."""
+        for _ in tf.range(num_steps):
+            self.train_step(*next(self.iterator))
+
+    @tf.function
+    def evaluate_batch(self, images, labels, domain):
+        features = self.networks.feature_extractor(images, training=False)
+        label_logits = self.networks.label_classifier(features, training=False)
+        domain_logits = self.networks.domain_classifier(features, training=False)
+        domain_labels = tf.fill(tf.shape(labels), domain)
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return (count * accuracy(labels, label_logits), count * cross_entropy(labels, label_logits),
+                count * accuracy(domain_labels, domain_logits))
+
+    def evaluate(self):
+        """Accuracy and loss on MNIST test (source) and MNIST-M test (target), summed over batches."""
+        totals = {}
+        for domain_index, (domain, dataset) in enumerate(self.test_sets.items()):
+            sums = [0.0, 0.0, 0.0, 0]
+            for images, labels in dataset:
+                correct, loss, domain_correct = self.evaluate_batch(images, labels, domain_index)
+                sums = [sums[0] + float(correct), sums[1] + float(loss),
+                        sums[2] + float(domain_correct), sums[3] + int(labels.shape[0])]
+            totals[domain] = sums
+        seen = totals["source"][3] + totals["target"][3]
+        return {
+            "val/source_acc": totals["source"][0] / totals["source"][3],
+            "val/source_loss": totals["source"][1] / totals["source"][3],
+            "val/target_acc": totals["target"][0] / totals["target"][3],
+            "val/target_loss": totals["target"][1] / totals["target"][3],
+            "val/domain_acc": (totals["source"][2] + totals["target"][2]) / seen,
+        }
+
+    def start(self, resume):
+        """Restores the latest checkpoint when resuming; refuses to overwrite an earlier run."""
+        config_path = os.path.join(self.log_dir, "config.json")
+        if resume:
+            if self.manager.latest_checkpoint is None:
+                raise TrainingError(f"--resume: no checkpoint in '{self.checkpoint_dir}'. "
+                                    "Run without --resume to start this run.")
+            saved = {}
+            if os.path.exists(config_path):
+                with open(config_path, encoding="utf-8") as stream:
+                    saved = json.load(stream)
+            changed = sorted(key for key, value in dataclasses.asdict(self.config).items()
+                             if key in saved and saved[key] != value)
+            if changed:
+                raise TrainingError(f"--resume: these settings differ from the saved run: "
+                                    f"{', '.join(changed)}. Resume with the run's own settings.")
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        elif self.manager.latest_checkpoint or (os.path.isdir(self.log_dir) and os.listdir(self.log_dir)):
+            raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' or "
+                                f"'{self.checkpoint_dir}'. Pass --resume to continue it, choose "
+                                "another --run_name, or delete those folders.")
+        write_text_atomic(config_path, self.config.to_json())
+
+    def run(self, resume=False):
+        """Trains to the end; returns the final evaluation with timing."""
+        self.start(resume)
+        writer = ScalarWriter(self.log_dir)
+        config = self.config
+        start_step = self.step
+        started = time.perf_counter()
+        evaluation_seconds = 0.0
+        progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
+                            desc=config.name, dynamic_ncols=True, file=sys.stdout)
+        while self.step < self.total_steps:
+            step = self.step
+            boundary = min(next_multiple(step, every) for every in
+                           (config.log_every, config.eval_every, config.checkpoint_every))
+            num_steps = min(config.steps_per_call, boundary - step, self.total_steps - step)
+            learning_rate, strength = self.current_schedule()
+            self.train_steps(tf.constant(num_steps))
+            step = self.step
+            progress_bar.update(num_steps)
+            window = {name: float(metric.result()) for name, metric in self.metrics.items()}
+            if not math.isfinite(window["total_loss"]):
+                progress_bar.close()
+                raise TrainingError(
+                    f"The loss became {window['total_loss']} before step {step}; the run stopped. "
+                    f"The last good checkpoint is in '{self.checkpoint_dir}'. Try a lower learning_rate.")
+            progress_bar.set_postfix({name: f"{value:.3f}" for name, value in window.items()})
+            if step % config.log_every == 0 or step == self.total_steps:
+                writer.write({f"train/{name}": value for name, value in window.items()}, step)
+                # The schedule values used by the first step of the window just written.
+                writer.write({"schedule/learning_rate": learning_rate, "schedule/lambda": strength}, step)
+                for metric in self.metrics.values():
+                    metric.reset_state()
+            if step % config.eval_every == 0 or step == self.total_steps:
+                evaluation_started = time.perf_counter()
+                results = self.evaluate()
+                evaluation_seconds += time.perf_counter() - evaluation_started
+                writer.write(results, step)
+                progress_bar.write(f"step {step}: " + ", ".join(
+                    f"{tag} {value:.4f}" for tag, value in results.items()))
+            if step % config.checkpoint_every == 0 or step == self.total_steps:
+                self.manager.save(checkpoint_number=step)
+        progress_bar.close()
+        writer.close()
+        seconds = time.perf_counter() - started
+        final = {**self.evaluate(), "steps": self.step, "wall_seconds": seconds,
+                 "training_seconds": seconds - evaluation_seconds,
+                 "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
+        self.export()
+        write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
+        return final
+
+    def export(self):
+        """Saves feature extractor + label classifier (with normalisation) as a .keras file."""
+        path = os.path.join(self.checkpoint_dir, "classifier.keras")
+        with atomic_path(path) as temporary:
+            self.networks.classifier(self.pixel_mean).save(temporary)
+        return path
+
+
+def cross_entropy(labels, logits):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def accuracy(labels, logits):
+    predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))
+
+
+def next_multiple(step, every):
+    return (step // every + 1) * every
+
+
+def load_data(config):
+    """MNIST and MNIST-M arrays; MNIST-M is built first when its file is missing."""
+    mnist_path = config.mnist_path or None
+    mnist = dict(zip(("x_train", "y_train", "x_test", "y_test"), load_mnist(mnist_path)))
+    if not os.path.exists(config.mnistm_path):
+        print(f"{config.mnistm_path} not found: building MNIST-M (seed {config.mnistm_seed}).")
+        build_mnistm(mnist_path, config.bsds_path or None, config.mnistm_path,
+                     seed=config.mnistm_seed, download_dir=config.download_dir)
+    return mnist, load_mnistm(config.mnistm_path)
+
+
+def main(arguments):
+    resume = "--resume" in arguments
+    arguments = [argument for argument in arguments if argument != "--resume"]
+    try:
+        config = Config(**parse_overrides(arguments, aliases={"mnist": "mnist_path",
+                                                              "bsds": "bsds_path"}))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        system.configure(config.seed, config.deterministic)
+        mnist, mnistm = load_data(config)
+        final = Trainer(config, mnist, mnistm).run(resume=resume)
+    except (DataError, OSError, TrainingError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(final, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

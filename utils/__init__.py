@@ -1,0 +1,1 @@
+"""Library code: data, schedules, logging and plotting. Never reads the command line."""
