@@ -178,7 +178,9 @@ class Trainer:
             raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' or "
                                 f"'{self.checkpoint_dir}'. Pass --resume to continue it, choose "
                                 "another --run_name, or delete those folders.")
-        write_text_atomic(config_path, self.config.to_json())
+        # Beside the logs for the record, beside the checkpoints for evaluate.py.
+        for folder in (self.log_dir, self.checkpoint_dir):
+            write_text_atomic(os.path.join(folder, "config.json"), self.config.to_json())
 
     def run(self, resume=False):
         """Trains to the end; returns the final evaluation with timing."""
@@ -274,8 +276,10 @@ def main(arguments):
         return 2
     try:
         system.configure(config.seed, config.deterministic)
-        mnist, mnistm = load_data(config)
-        final = Trainer(config, mnist, mnistm).run(resume=resume)
+        # No name keeps the NumPy arrays alive: the trainer holds its own tensor
+        # copies, and dropping the arrays saves about 220 MB of resident memory.
+        trainer = Trainer(config, *load_data(config))
+        final = trainer.run(resume=resume)
     except (DataError, OSError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ class DataError(ValueError):
     """An input file is missing, damaged or not in the expected layout."""
 
 
-def _brief(error):
+def brief_error(error):
     """The error's type and first sentence: library messages can run over lines and give advice that does not apply."""
     first_line = (str(error).splitlines() or [""])[0]
     return f"{type(error).__name__}: {first_line.split('. ')[0].rstrip(':.')}"
@@ -63,7 +63,7 @@ def read_npz(path, keys, how_to_fix):
     except DataError:
         raise
     except _CONTAINER_ERRORS as error:
-        raise DataError(f"'{path}' is not a readable npz file ({_brief(error)}); "
+        raise DataError(f"'{path}' is not a readable npz file ({brief_error(error)}); "
                         f"it may be truncated or corrupt. {how_to_fix}") from error
 
 
@@ -142,7 +142,7 @@ def _read_tarball(path):
             return [(posixpath.basename(member.name), archive.extractfile(member).read())
                     for member in archive if member.isfile() and _is_train_jpeg(member.name)]
     except _CONTAINER_ERRORS as error:
-        raise DataError(f"'{path}' is not a readable .tgz archive ({_brief(error)}); "
+        raise DataError(f"'{path}' is not a readable .tgz archive ({brief_error(error)}); "
                         f"it may be truncated or corrupt: download it again. {BSDS_FIX}") from error
 
 
@@ -170,7 +170,7 @@ def _decode(name, data, source):
             # an alpha channel, so every background has three colour channels.
             pixels = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"Cannot decode '{name}' in '{source}' as an image ({_brief(error)}); "
+        raise DataError(f"Cannot decode '{name}' in '{source}' as an image ({brief_error(error)}); "
                         f"the file may be damaged: download it again. {BSDS_FIX}") from error
     height, width, _ = pixels.shape
     if height < MIN_BACKGROUND_SIZE or width < MIN_BACKGROUND_SIZE:

@@ -1,0 +1,92 @@
+"""The machine a benchmark ran on, and its fp32 peak, from /proc/cpuinfo.
+
+The peak is an assumption, stated beside every number computed from it:
+
+    peak flop/s = physical cores x clock x FMA pipes x fp32 lanes x 2
+
+The clock is /proc/cpuinfo's "cpu MHz" (on a VM, the nominal clock; boost
+clocks are not counted). The lane count follows the widest vector extension
+listed in the flags (AVX-512: 16, AVX2: 8, otherwise 4), and every core is
+assumed to have two FMA pipes (true of Zen 3 and of recent Intel server
+cores). A multiply-add counts as 2 flops.
+"""
+
+import os
+import platform
+import resource
+
+FMA_PIPES_PER_CORE = 2
+
+
+def read_cpuinfo(path="/proc/cpuinfo"):
+    """Model name, mean clock in MHz, flags and core counts; empty fields where the file is missing."""
+    processors = []
+    try:
+        with open(path, encoding="utf-8") as stream:
+            block = {}
+            for line in stream:
+                key, separator, value = line.partition(":")
+                if not separator:
+                    if block:
+                        processors.append(block)
+                    block = {}
+                    continue
+                block[key.strip()] = value.strip()
+            if block:
+                processors.append(block)
+    except OSError:
+        pass
+    logical = len(os.sched_getaffinity(0))
+    clocks = [float(block["cpu MHz"]) for block in processors if "cpu MHz" in block]
+    cores = {(block.get("physical id"), block.get("core id")) for block in processors
+             if "core id" in block}
+    first = processors[0] if processors else {}
+    return {
+        "model": first.get("model name", platform.processor() or "unknown"),
+        "mhz": sum(clocks) / len(clocks) if clocks else None,
+        "flags": set(first.get("flags", "").split()),
+        "logical_cpus": logical,
+        # SMT siblings share the FMA pipes of one core, so the peak counts cores.
+        "physical_cores": min(len(cores), logical) if cores else logical,
+    }
+
+
+def fp32_peak(cpu):
+    """(peak flop/s or None, a sentence stating how it was computed)."""
+    flags = cpu["flags"]
+    if "avx512f" in flags:
+        lanes, extension = 16, "AVX-512"
+    elif "avx2" in flags:
+        lanes, extension = 8, "AVX2"
+    else:
+        lanes, extension = 4, "SSE"
+    flops_per_cycle = FMA_PIPES_PER_CORE * lanes * 2
+    if cpu["mhz"] is None:
+        return None, "no clock in /proc/cpuinfo: peak unknown"
+    peak = cpu["physical_cores"] * cpu["mhz"] * 1e6 * flops_per_cycle
+    return peak, (f"{cpu['physical_cores']} cores x {cpu['mhz']:.0f} MHz ('cpu MHz' in /proc/cpuinfo, "
+                  f"no boost) x {FMA_PIPES_PER_CORE} FMA pipes x {lanes} fp32 lanes ({extension}) "
+                  f"x 2 flops = {flops_per_cycle} flops/cycle/core -> {peak / 1e9:.1f} GFLOP/s")
+
+
+def settings(tf):
+    """The runtime settings that change the speed, for the benchmark's JSON."""
+    cpu = read_cpuinfo()
+    return {
+        "tf_version": tf.__version__,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TF default: off on AMD)"),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "threads_note": "0 means TensorFlow picks (one per logical CPU)",
+        "cpu_model": cpu["model"],
+        "cpu_mhz": cpu["mhz"],
+        "logical_cpus": cpu["logical_cpus"],
+        "physical_cores": cpu["physical_cores"],
+        "python": platform.python_version(),
+        "load_average": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,133 @@
+"""The same DANN step in PyTorch (CPU), for bench/train_speed.py. Needs torch; not a project requirement.
+
+    python bench/torch_baseline.py --mnist ../shared/data/mnist.npz --seconds 20
+
+The paper's MNIST model as in model/networks.py (conv 5x5x32, pool, conv
+5x5x48, pool; FC100-FC100-10; GRL-FC100-2), SGD with momentum, the paper's
+learning-rate and lambda schedules, and 128 source + 128 target images per
+step through one pass of the feature extractor, written as a PyTorch user
+would write it well. Batches are drawn and normalised in NumPy as
+utils.pipeline does. Prints one JSON object with steps/s and images/s.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from config import Config  # noqa: E402
+from utils.mnistm import load_mnistm  # noqa: E402
+from utils.sources import load_mnist  # noqa: E402
+
+
+class ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(context, features, strength):
+        context.strength = strength
+        return features.view_as(features)
+
+    @staticmethod
+    def backward(context, upstream):
+        return -context.strength * upstream, None
+
+
+def build_networks(config):
+    features = nn.Sequential(
+        nn.Conv2d(3, config.conv1_filters, config.kernel_size), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(config.conv1_filters, config.conv2_filters, config.kernel_size), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten())
+    feature_size = config.conv2_filters * 4 * 4
+    labels = nn.Sequential(
+        nn.Linear(feature_size, config.label_hidden_units), nn.ReLU(),
+        nn.Linear(config.label_hidden_units, config.label_hidden_units), nn.ReLU(),
+        nn.Linear(config.label_hidden_units, 10))
+    domains = nn.Sequential(
+        nn.Linear(feature_size, config.domain_hidden_units), nn.ReLU(),
+        nn.Linear(config.domain_hidden_units, 2))
+    return features, labels, domains
+
+
+def draw(images, labels, count, rng, pixel_mean, is_mnist, binarize):
+    """A batch normalised as utils.pipeline does, as an NCHW float32 tensor."""
+    indices = rng.integers(0, len(labels), count)
+    batch = images[indices]
+    if is_mnist:
+        if binarize:
+            batch = np.where(batch > 0, np.uint8(255), np.uint8(0))
+        batch = np.repeat(batch[..., np.newaxis], 3, axis=-1)
+    batch = (batch.astype(np.float32) - pixel_mean) / 255.0
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels[indices].astype(np.int64))
+
+
+def measure(config, mnist, mnistm, seconds, warmup_steps=5):
+    torch.manual_seed(config.seed)
+    features, labels, domains = build_networks(config)
+    parameters = [*features.parameters(), *labels.parameters(), *domains.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=config.momentum)
+    rng = np.random.default_rng(config.seed)
+    pixel_mean = np.asarray(mnistm["pixel_mean"], np.float32)
+    half = config.batch_size // 2
+    total_steps = math.ceil(config.epochs * len(mnist["y_train"]) / half)
+    domain_labels = torch.cat([torch.zeros(half, dtype=torch.int64), torch.ones(half, dtype=torch.int64)])
+    cross_entropy = nn.CrossEntropyLoss()
+
+    def step(number):
+        progress = min(number / total_steps, 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate / (1.0 + config.lr_alpha * progress) ** config.lr_beta
+        strength = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
+        source_images, source_labels = draw(mnist["x_train"], mnist["y_train"], half, rng, pixel_mean,
+                                            True, config.binarize_source)
+        target_images, _ = draw(mnistm["x_train"], mnistm["y_train"], half, rng, pixel_mean, False, False)
+        encoded = features(torch.cat([source_images, target_images]))
+        label_loss = cross_entropy(labels(encoded[:half]), source_labels)
+        domain_loss = cross_entropy(domains(ReverseGradient.apply(encoded, strength)), domain_labels)
+        optimizer.zero_grad(set_to_none=True)
+        (label_loss + domain_loss).backward()
+        optimizer.step()
+        return (label_loss + domain_loss).item()
+
+    for number in range(warmup_steps):
+        step(number)
+    rates, number = [], warmup_steps
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(rates) < 3:
+        step_started = time.perf_counter()
+        step(number)
+        rates.append(1.0 / (time.perf_counter() - step_started))
+        number += 1
+    elapsed = time.perf_counter() - started
+    steps = number - warmup_steps
+    return {"steps_per_s": steps / elapsed, "images_per_s": steps * config.batch_size / elapsed,
+            "timed_steps": steps, "timed_seconds": elapsed,
+            "per_step_steps_per_s": {"min": min(rates), "median": statistics.median(rates),
+                                     "max": max(rates)},
+            "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def main(arguments):
+    defaults = Config()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mnist", default=defaults.mnist_path, help="Keras-layout mnist.npz; empty downloads it.")
+    parser.add_argument("--mnistm", default=defaults.mnistm_path)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0: torch's default.")
+    arguments = parser.parse_args(arguments)
+    if arguments.threads:
+        torch.set_num_threads(arguments.threads)
+    mnist = dict(zip(("x_train", "y_train", "x_test", "y_test"), load_mnist(arguments.mnist or None)))
+    print(json.dumps(measure(defaults, mnist, load_mnistm(arguments.mnistm), arguments.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

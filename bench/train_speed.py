@@ -1,0 +1,262 @@
+"""Training speed of the project's DANN step, beside a seed-style eager loop and PyTorch.
+
+    python bench/train_speed.py --mnist ../shared/data/mnist.npz     # about 1.5 minutes
+    python bench/train_speed.py --mnist PATH --seconds 60 --steps_per_call 200
+    TF_ENABLE_ONEDNN_OPTS=0 python bench/train_speed.py --mnist PATH  # oneDNN off
+
+Three measurements, each timed for --seconds after a warm-up, on the real
+MNIST and MNIST-M data with the default Config (batch 128 source + 128 target):
+
+- project: `train.Trainer.train_steps`, called as `Trainer.run` calls it
+  (steps_per_call steps per compiled call, then the window's metrics read);
+- baseline: a seed-style eager loop written here, not in the library: eager
+  GradientTape, the feature extractor run twice (source, then target),
+  learning rate and GRL lambda computed as Python floats and set every step,
+  NumPy batches, and TensorBoard scalars written every step;
+- torch: bench/torch_baseline.py in a subprocess, only when torch is installed.
+
+Work per step is counted from the layer shapes: forward multiply-adds per
+image (conv: out_h * out_w * out_c * k * k * in_c; dense: in * out) over the
+three networks, x 3 for forward + backward, x 2 flops per multiply-add,
+x 256 images. peak_fraction = achieved flop/s / the peak of bench/machine.py.
+The last line of output is one JSON object.
+"""
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(BENCH_DIR))
+
+# Importing train first sets TF_ENABLE_ONEDNN_OPTS=1 (unless already set)
+# before TensorFlow loads, exactly as `python train.py` does.
+import train  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import machine  # noqa: E402
+from config import Config  # noqa: E402
+from model import DANN  # noqa: E402
+from utils import system  # noqa: E402
+
+
+def forward_macs_per_image(networks):
+    """Multiply-adds of one image through the feature extractor and both classifiers."""
+    macs = 0
+    for network in (networks.feature_extractor, networks.label_classifier, networks.domain_classifier):
+        for layer in network.layers:
+            if isinstance(layer, keras.layers.Conv2D):
+                output_height, output_width = layer.output.shape[1:3]
+                # The kernel is (k, k, in_c, out_c).
+                macs += output_height * output_width * math.prod(layer.kernel.shape)
+            elif isinstance(layer, keras.layers.Dense):
+                macs += math.prod(layer.kernel.shape)
+    return macs
+
+
+def rate_summary(steps, seconds, call_rates, batch_size):
+    return {"steps_per_s": steps / seconds, "images_per_s": steps * batch_size / seconds,
+            "timed_steps": steps, "timed_seconds": seconds,
+            "per_call_steps_per_s": {"min": min(call_rates), "median": statistics.median(call_rates),
+                                     "max": max(call_rates)}}
+
+
+def measure_project(config, mnist, mnistm, seconds, steps_per_call):
+    """The compiled step of train.py: Trainer.train_steps, then the metrics read as run() reads them."""
+    trainer = train.Trainer(config, mnist, mnistm)
+    num_steps = tf.constant(steps_per_call)
+
+    def call():
+        trainer.train_steps(num_steps)
+        return {name: float(metric.result()) for name, metric in trainer.metrics.items()}
+
+    started = time.perf_counter()
+    call()  # The first call traces the step.
+    first_call_seconds = time.perf_counter() - started
+    call()
+    call_rates, timed_steps = [], 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(call_rates) < 3:
+        call_started = time.perf_counter()
+        window = call()
+        call_rates.append(steps_per_call / (time.perf_counter() - call_started))
+        timed_steps += steps_per_call
+        for metric in trainer.metrics.values():
+            metric.reset_state()
+    result = rate_summary(timed_steps, time.perf_counter() - started, call_rates, config.batch_size)
+    result.update(first_call_seconds=first_call_seconds, last_total_loss=window["total_loss"])
+    return result, forward_macs_per_image(trainer.networks)
+
+
+def seed_style_batch(images, labels, count, rng, pixel_mean, is_mnist, binarize):
+    """A NumPy batch normalised as utils.pipeline does: RGB, optional binarisation, (x - mean) / 255."""
+    indices = rng.integers(0, len(labels), count)
+    batch = images[indices]
+    if is_mnist:
+        if binarize:
+            batch = np.where(batch > 0, np.uint8(255), np.uint8(0))
+        batch = np.repeat(batch[..., np.newaxis], 3, axis=-1)
+    return (batch.astype(np.float32) - pixel_mean) / 255.0, labels[indices].astype(np.int32)
+
+
+def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
+    """An eager loop as DANN code ported from TF1 usually reads; see the module docstring."""
+    networks = DANN(config)
+    variables = networks.trainable_variables
+    optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
+    writer = tf.summary.create_file_writer(log_dir)
+    rng = np.random.default_rng(config.seed)
+    pixel_mean = np.asarray(mnistm["pixel_mean"], np.float32)
+    half = config.batch_size // 2
+    total_steps = math.ceil(config.epochs * len(mnist["y_train"]) / half)
+    source_domain, target_domain = tf.zeros([half], tf.int32), tf.ones([half], tf.int32)
+
+    def step(number):
+        progress = number / total_steps
+        learning_rate = config.learning_rate / (1.0 + config.lr_alpha * progress) ** config.lr_beta
+        strength = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
+        optimizer.learning_rate = learning_rate
+        networks.gradient_reversal.set_strength(strength)
+        source_images, source_labels = seed_style_batch(
+            mnist["x_train"], mnist["y_train"], half, rng, pixel_mean, True, config.binarize_source)
+        target_images, _ = seed_style_batch(
+            mnistm["x_train"], mnistm["y_train"], half, rng, pixel_mean, False, False)
+        with tf.GradientTape() as tape:
+            source_features = networks.feature_extractor(source_images, training=True)
+            target_features = networks.feature_extractor(target_images, training=True)
+            label_logits = networks.label_classifier(source_features, training=True)
+            label_loss = train.cross_entropy(source_labels, label_logits)
+            domain_loss = 0.5 * (
+                train.cross_entropy(source_domain, networks.domain_classifier(source_features, training=True))
+                + train.cross_entropy(target_domain, networks.domain_classifier(target_features, training=True)))
+            total_loss = label_loss + domain_loss
+        gradients = tape.gradient(total_loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        with writer.as_default(step=number):
+            for tag, value in (("label_loss", label_loss), ("domain_loss", domain_loss),
+                               ("total_loss", total_loss), ("learning_rate", learning_rate),
+                               ("lambda", strength),
+                               ("source_acc", train.accuracy(source_labels, label_logits))):
+                tf.summary.scalar(tag, value)
+
+    for number in range(warmup_steps):
+        step(number)
+    call_rates, number = [], warmup_steps
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(call_rates) < 3:
+        step_started = time.perf_counter()
+        step(number)
+        call_rates.append(1.0 / (time.perf_counter() - step_started))
+        number += 1
+    result = rate_summary(number - warmup_steps, time.perf_counter() - started, call_rates, config.batch_size)
+    writer.close()
+    return result
+
+
+def measure_torch(arguments):
+    """bench/torch_baseline.py in its own process, so its thread pool does not share ours; None without torch."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    command = [sys.executable, os.path.join(BENCH_DIR, "torch_baseline.py"),
+               "--seconds", str(arguments.seconds), "--mnistm", arguments.mnistm]
+    if arguments.mnist:
+        command += ["--mnist", arguments.mnist]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        print(f"torch baseline failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def parse_arguments(arguments):
+    defaults = Config()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mnist", default=defaults.mnist_path,
+                        help="Keras-layout mnist.npz; empty downloads it (as config mnist_path).")
+    parser.add_argument("--mnistm", default=defaults.mnistm_path, help="MNIST-M npz built by create_mnistm.py.")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="Timed seconds per measurement, after warm-up (default 20).")
+    parser.add_argument("--steps_per_call", type=int, default=defaults.steps_per_call,
+                        help="Steps per compiled call of the project's step (default: config.py's).")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default.")
+    parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default.")
+    parser.add_argument("--skip_baseline", action="store_true", help="Time only the project's step.")
+    parser.add_argument("--skip_torch", action="store_true", help="Do not run the PyTorch comparison.")
+    parsed = parser.parse_args(arguments)
+    if parsed.seconds <= 0 or parsed.steps_per_call <= 0:
+        parser.error("--seconds and --steps_per_call must be > 0")
+    return parsed
+
+
+def main(arguments):
+    arguments = parse_arguments(arguments)
+    # Thread pools are fixed when TensorFlow first runs an op, so set them before any.
+    tf.config.threading.set_intra_op_parallelism_threads(arguments.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(arguments.inter_op_threads)
+    load_at_start = [round(value, 2) for value in os.getloadavg()]
+
+    with tempfile.TemporaryDirectory(prefix="dann-bench-") as scratch:
+        config = Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
+                        steps_per_call=arguments.steps_per_call,
+                        log_dir=os.path.join(scratch, "logs"),
+                        checkpoint_dir=os.path.join(scratch, "checkpoints"))
+        system.configure(config.seed, config.deterministic)
+        mnist, mnistm = train.load_data(config)
+
+        print(f"project step: {arguments.steps_per_call} steps per call, {arguments.seconds:.0f} s ...", flush=True)
+        project, macs = measure_project(config, mnist, mnistm, arguments.seconds, arguments.steps_per_call)
+        print(f"  {project['steps_per_s']:.2f} steps/s", flush=True)
+        baseline = None
+        if not arguments.skip_baseline:
+            print(f"seed-style eager baseline: {arguments.seconds:.0f} s ...", flush=True)
+            baseline = measure_seed_style_baseline(config, mnist, mnistm, arguments.seconds,
+                                                   os.path.join(scratch, "baseline"))
+            print(f"  {baseline['steps_per_s']:.2f} steps/s", flush=True)
+    torch_result = None
+    if not arguments.skip_torch:
+        print(f"PyTorch baseline: {arguments.seconds:.0f} s ...", flush=True)
+        torch_result = measure_torch(arguments)
+        print("  torch not installed: skipped" if torch_result is None
+              else f"  {torch_result['steps_per_s']:.2f} steps/s", flush=True)
+
+    flop_per_step = 2 * 3 * macs * config.batch_size
+    achieved = project["steps_per_s"] * flop_per_step
+    peak, peak_assumption = machine.fp32_peak(machine.read_cpuinfo())
+    report = {
+        "steps_per_s": project["steps_per_s"],
+        "images_per_s": project["images_per_s"],
+        "baseline_steps_per_s": baseline and baseline["steps_per_s"],
+        "baseline_images_per_s": baseline and baseline["images_per_s"],
+        "speedup": baseline and project["steps_per_s"] / baseline["steps_per_s"],
+        "torch_steps_per_s": torch_result and torch_result["steps_per_s"],
+        "torch_images_per_s": torch_result and torch_result["images_per_s"],
+        "speedup_vs_torch": torch_result and project["steps_per_s"] / torch_result["steps_per_s"],
+        "peak_fraction": peak and achieved / peak,
+        "achieved_gflop_per_s": achieved / 1e9,
+        "peak_gflop_per_s": peak and peak / 1e9,
+        "peak_assumption": peak_assumption,
+        "work": {"forward_macs_per_image": macs, "gflop_per_step": flop_per_step / 1e9,
+                 "rule": "flops = 2 x 3 (forward + backward) x forward MACs x batch"},
+        "project": project,
+        "baseline": baseline,
+        "torch": torch_result,
+        "settings": {**machine.settings(tf), "steps_per_call": arguments.steps_per_call,
+                     "batch_size": config.batch_size, "seconds_per_measurement": arguments.seconds,
+                     "load_average_at_start": load_at_start},
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,158 @@
+"""Accuracy of a trained classifier on MNIST test and MNIST-M test, per digit and per domain.
+
+    python evaluate.py                                          # the shipped pretrained/dann_classifier.keras
+    python evaluate.py --model checkpoints/dann-seed0           # a run's folder: adds the domain accuracy
+    python evaluate.py --model checkpoints/dann-seed0/classifier.keras --out results/dann.json
+    python evaluate.py --mnistm-official DIR                    # also Ganin's original MNIST-M test set
+    python evaluate.py --mnist ../shared/data/mnist.npz         # a local mnist.npz instead of the download
+
+Prints a table and writes the same numbers as JSON (default
+results/<run>/evaluation.json) with one confusion-matrix PNG per test set
+beside it. The domain accuracy is that of the run's domain classifier on
+source (MNIST) against target (MNIST-M) test images: near 0.5 the features
+no longer tell the domains apart. It needs the run's checkpoint folder; the
+.keras export holds only the label classifier. Bad input prints one
+`error:` line, exits 2 and writes nothing.
+"""
+
+import os
+
+# As in train.py: oneDNN kernels are faster on CPU; must be set before importing TF.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from config import Config  # noqa: E402
+from utils import evaluation, plots  # noqa: E402
+from utils.evaluation import ModelError  # noqa: E402
+from utils.files import atomic_path, check_writable  # noqa: E402
+from utils.official_mnistm import load_official_mnistm_test  # noqa: E402
+from utils.sources import DataError  # noqa: E402
+
+PRETRAINED_MODEL = os.path.join("pretrained", "dann_classifier.keras")
+TEST_SET_TITLES = {"mnist": "MNIST test (source)", "mnistm": "MNIST-M test (target)",
+                   "mnistm_official": "original MNIST-M test, centre-cropped"}
+SHORT_TITLES = {"mnist": "MNIST", "mnistm": "MNIST-M", "mnistm_official": "original MNIST-M"}
+
+
+def add_test_data_arguments(parser):
+    """--mnist and --mnistm, with config.py's defaults; plot_tsne.py shares them."""
+    defaults = Config()
+    parser.add_argument("--mnist", default=defaults.mnist_path, metavar="PATH",
+                        help="Keras-layout mnist.npz; empty: download it with keras.datasets.mnist.")
+    parser.add_argument("--mnistm", default=defaults.mnistm_path, metavar="PATH",
+                        help="MNIST-M npz built by create_mnistm.py (default: %(default)s).")
+
+
+def parse_arguments(arguments):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="", metavar="PATH",
+                        help=f"A .keras export or a checkpoint folder holding classifier.keras "
+                             f"(default: {PRETRAINED_MODEL}).")
+    parser.add_argument("--config", default="", metavar="PATH",
+                        help="The run's config.json (default: found beside the model or in logs/<run>/).")
+    add_test_data_arguments(parser)
+    parser.add_argument("--mnistm-official", default="", metavar="DIR",
+                        help="Folder with Ganin's mnist_m_test/ and mnist_m_test_labels.txt.")
+    parser.add_argument("--out", default="", metavar="PATH",
+                        help="JSON output (default: results/<run>/evaluation.json); PNGs go beside it.")
+    return parser.parse_args(arguments)
+
+
+def confusion_path(out_path, test_set):
+    """results/x/evaluation.json -> results/x/evaluation_confusion_<test_set>.png."""
+    return f"{os.path.splitext(out_path)[0]}_confusion_{test_set}.png"
+
+
+def load_test_sets(arguments, run):
+    """{test set: (uint8 RGB images, labels)}, the source digits prepared as in the run's training."""
+    test_sets = evaluation.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source)
+    if arguments.mnistm_official:
+        test_sets["mnistm_official"] = load_official_mnistm_test(arguments.mnistm_official)
+    return test_sets
+
+
+def evaluate(run, test_sets):
+    """The results dict written as JSON, and the confusion matrices by test set."""
+    confusions = {name: evaluation.confusion_matrix(run.classifier, images, labels)
+                  for name, (images, labels) in test_sets.items()}
+    results = {"model": run.name,
+               "config": os.path.relpath(run.config_path) if run.config_path else "Config() defaults",
+               "binarize_source": run.config.binarize_source}
+    results.update({f"{name}_test_accuracy": evaluation.accuracy(confusion)
+                    for name, confusion in confusions.items()})
+    results["per_class_accuracy"] = {name: evaluation.per_class_accuracy(confusion)
+                                     for name, confusion in confusions.items()}
+    results["test_images"] = {name: int(confusion.sum()) for name, confusion in confusions.items()}
+    if run.domain_networks is not None:
+        results["domain_accuracy"] = evaluation.domain_accuracy(run, test_sets["mnist"][0], test_sets["mnistm"][0])
+        results["domain_accuracy_note"] = ("domain classifier of the latest checkpoint on MNIST test (source) "
+                                           "and MNIST-M test (target); 0.5 is chance")
+    else:
+        results["domain_accuracy"] = None
+        results["domain_accuracy_note"] = run.domain_note
+    results["confusion_matrices"] = {name: confusion.tolist() for name, confusion in confusions.items()}
+    return results, confusions
+
+
+def format_table(results):
+    """A short plain-text table of the results."""
+    lines = [f"model {results['model']} (config: {results['config']})", "",
+             f"{'test set':<40} {'images':>7} {'accuracy':>9}"]
+    for name, title in TEST_SET_TITLES.items():
+        if name in results["test_images"]:
+            lines.append(f"{title:<40} {results['test_images'][name]:>7} {results[f'{name}_test_accuracy']:>9.4f}")
+    domain = results["domain_accuracy"]
+    lines.append("")
+    lines.append(f"domain accuracy: {domain['overall']:.4f} (source {domain['source']:.4f}, target "
+                 f"{domain['target']:.4f}; 0.5 is chance)" if domain else
+                 f"domain accuracy: {results['domain_accuracy_note']}")
+    lines.append("")
+    lines.append("per-digit accuracy " + " ".join(f"{digit:>5}" for digit in range(10)))
+    for name, values in results["per_class_accuracy"].items():
+        cells = " ".join("    -" if value is None else f"{value:5.3f}" for value in values)
+        lines.append(f"{SHORT_TITLES[name]:<18} {cells}")
+    return "\n".join(lines)
+
+
+def write_outputs(out_path, results, confusions):
+    """Writes the JSON and the confusion-matrix PNGs, all or none of them."""
+    with contextlib.ExitStack() as stack:
+        for name, confusion in confusions.items():
+            temporary = stack.enter_context(atomic_path(confusion_path(out_path, name)))
+            plots.save_confusion_matrix(temporary, confusion, f"{results['model']}: {TEST_SET_TITLES[name]}")
+        with open(stack.enter_context(atomic_path(out_path)), "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(results, indent=2) + "\n")
+
+
+def main(arguments=None):
+    arguments = parse_arguments(arguments)
+    model_path = arguments.model or PRETRAINED_MODEL
+    if not arguments.model and not os.path.isfile(PRETRAINED_MODEL):
+        print(f"error: no --model given and the pretrained weights '{PRETRAINED_MODEL}' are missing. "
+              "Restore them from the repository, or pass --model checkpoints/<run> of a run "
+              "trained with train.py.", file=sys.stderr)
+        return 2
+    out_path = arguments.out or os.path.join("results", evaluation.run_name(model_path), "evaluation.json")
+    test_set_names = ["mnist", "mnistm"] + (["mnistm_official"] if arguments.mnistm_official else [])
+    try:
+        # Checked first, so that a bad output path fails before minutes of loading and predicting.
+        for path in [out_path] + [confusion_path(out_path, name) for name in test_set_names]:
+            check_writable(path)
+        run = evaluation.load_run(model_path, arguments.config)
+        results, confusions = evaluate(run, load_test_sets(arguments, run))
+        write_outputs(out_path, results, confusions)
+    except (DataError, ModelError, OSError) as error:
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"\nWrote {out_path} and {len(confusions)} confusion matrices beside it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""t-SNE of the features of MNIST and MNIST-M test images: source-only against DANN.
+
+    python plot_tsne.py                 # the seed-0 runs of run_results.py
+    python plot_tsne.py --source-only checkpoints/source_only-seed0 --dann checkpoints/dann-seed0
+    python plot_tsne.py --count 500     # fewer images: faster
+    python plot_tsne.py --threads 1     # on a machine busy with other jobs
+
+As figure 2 of Ganin & Lempitsky (2015): the same sample of test images from
+each domain is passed through each model's feature extractor and embedded in
+2-D with scikit-learn's t-SNE, coloured by domain. Without adaptation the two
+domains form separate clusters; with DANN they mix. About a minute per
+panel for 2 x 1500 images on two CPU cores. Bad input prints one `error:`
+line and exits 2.
+"""
+
+import os
+
+# As in train.py: oneDNN kernels are faster on CPU; must be set before importing TF.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import evaluate  # noqa: E402
+from utils import evaluation, plots  # noqa: E402
+from utils.evaluation import ModelError  # noqa: E402
+from utils.files import atomic_path, check_writable  # noqa: E402
+from utils.sources import DataError  # noqa: E402
+
+
+def parse_arguments(arguments):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source-only", default="checkpoints/results-source_only-seed0", metavar="PATH",
+                        help="Checkpoint folder or .keras export of a source-only run (default: %(default)s).")
+    parser.add_argument("--dann", default="checkpoints/results-dann-seed0", metavar="PATH",
+                        help="Checkpoint folder or .keras export of a DANN run (default: %(default)s).")
+    evaluate.add_test_data_arguments(parser)
+    parser.add_argument("--count", default=1500, type=int,
+                        help="Test images drawn from each domain (default: %(default)s).")
+    parser.add_argument("--seed", default=0, type=int, help="Seed of the sample and of t-SNE (default: 0).")
+    parser.add_argument("--threads", default=None, type=int,
+                        help="Cap on t-SNE's threads (default: all cores); 1 on a busy shared machine.")
+    parser.add_argument("--out", default="results/tsne.png", metavar="PATH", help="PNG (default: %(default)s).")
+    parsed = parser.parse_args(arguments)
+    if parsed.count < 2:
+        parser.error(f"--count must be >= 2, got {parsed.count}")
+    return parsed
+
+
+def panel(title, run, arguments):
+    """(title, 2-D embedding, domain per point) for one model on the seeded sample of both test sets."""
+    test_sets = evaluation.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source)
+    rng = np.random.default_rng(arguments.seed)
+    samples = []
+    for images, _ in test_sets.values():
+        # The same seed draws the same images for every model, so the panels compare like with like.
+        samples.append(images[np.sort(rng.choice(len(images), min(arguments.count, len(images)), replace=False))])
+    features = np.concatenate([evaluation.extract_features(run.classifier, images) for images in samples])
+    domains = np.repeat([0, 1], [len(images) for images in samples])
+    return f"{title}: {run.name}", evaluation.tsne_embedding(features, seed=arguments.seed,
+                                                                    threads=arguments.threads), domains
+
+
+def main(arguments=None):
+    arguments = parse_arguments(arguments)
+    try:
+        check_writable(arguments.out)
+        panels = [panel(title, evaluation.load_run(path), arguments)
+                  for title, path in (("source only", arguments.source_only), ("DANN", arguments.dann))]
+        with atomic_path(arguments.out) as temporary:
+            plots.save_tsne(temporary, panels)
+    except (DataError, ModelError, OSError) as error:
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    print(f"Wrote {arguments.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

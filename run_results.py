@@ -1,0 +1,205 @@
+"""Trains source_only, dann and target_only for three seeds each, then writes the results table.
+
+    python run_results.py                                 # 9 runs with config.py's settings -> docs/results.md
+    python run_results.py --mnist ../shared/data/mnist.npz --bsds ../shared/data/BSR_bsds500.tgz
+    python run_results.py --table-only                    # only rewrite the table from finished runs
+    python run_results.py --modes dann --seeds 0          # a subset
+
+Each run is `python train.py --mode M --seed S --run_name results-M-seedS`,
+plus any further `--name value` arguments, which go to every train.py call
+unchanged. A run whose logs/<run>/final.json exists is skipped and one with
+a checkpoint but no final.json is resumed, so the nine runs (about an hour
+each with the paper's 30 epochs on two CPU cores) can be finished across
+sessions. The table is rewritten after every run. Accuracies are those of
+the final step: no checkpoint is chosen with target labels.
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+from config import MODES, Config, parse_overrides
+from utils.files import write_text_atomic
+
+TRAIN_ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}  # The short names train.py accepts.
+MODE_TITLES = {"source_only": "source only", "dann": "DANN", "target_only": "train on target"}
+# MNIST -> MNIST-M accuracy in Ganin & Lempitsky (2015), table 2 (JMLR 2016, table 2).
+PAPER_MNISTM_ACCURACY = {"source_only": 0.5225, "dann": 0.7666, "target_only": 0.9596}
+RECORD_NAME = "run_results.json"  # Beside final.json: the command, wall time and machine of the run.
+
+
+def parse_arguments(arguments):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    # Lower bound, method, upper bound: the order of the paper's table.
+    parser.add_argument("--modes", nargs="+", default=["source_only", "dann", "target_only"], choices=MODES,
+                        help="Default: all three.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="Default: 0 1 2.")
+    parser.add_argument("--out", default="docs/results.md", metavar="PATH", help="Default: %(default)s.")
+    parser.add_argument("--table-only", action="store_true", help="Train nothing; write the table.")
+    parsed, train_arguments = parser.parse_known_args(arguments)
+    # Checked now, so a typo fails before hours of training rather than in the first train.py call.
+    overrides = parse_overrides(train_arguments, aliases=TRAIN_ALIASES)
+    fixed = sorted({"mode", "seed", "run_name"} & set(overrides))
+    if fixed:
+        parser.error(f"{', '.join('--' + name for name in fixed)}: set per run by run_results.py; "
+                     "use --modes and --seeds instead.")
+    return parsed, train_arguments, Config(**overrides)
+
+
+def run_name(mode, seed):
+    return f"results-{mode}-seed{seed}"
+
+
+def train_command(mode, seed, train_arguments):
+    """The train.py arguments of one run, as written in the table."""
+    return ["train.py", "--mode", mode, "--seed", str(seed), "--run_name", run_name(mode, seed), *train_arguments]
+
+
+def run_training(arguments):
+    """Runs train.py in a child process (its output goes to this terminal); returns the exit code."""
+    script_folder = os.path.dirname(os.path.abspath(__file__))
+    arguments = [os.path.join(script_folder, arguments[0]), *arguments[1:]]
+    return subprocess.run([sys.executable, *arguments], check=False).returncode
+
+
+def machine_description():
+    """CPU model, core count, Python and TensorFlow versions of this machine."""
+    cpu_model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in stream
+                              if line.startswith("model name")), cpu_model)
+    except OSError:
+        pass  # Not Linux: platform.processor() is the best there is.
+    try:
+        tensorflow_version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:
+        tensorflow_version = "not installed"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu_model}, {cores} cores; Python {platform.python_version()}, "
+            f"TensorFlow {tensorflow_version}, {platform.system()}")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def finished_runs(config, modes, seeds):
+    """{(mode, seed): {"final": final.json, "record": run_results.json or None}} for the finished runs."""
+    runs = {}
+    for mode in modes:
+        for seed in seeds:
+            folder = os.path.join(config.log_dir, run_name(mode, seed))
+            if os.path.isfile(os.path.join(folder, "final.json")):
+                record_path = os.path.join(folder, RECORD_NAME)
+                runs[mode, seed] = {"final": read_json(os.path.join(folder, "final.json")),
+                                    "record": read_json(record_path) if os.path.isfile(record_path) else None}
+    return runs
+
+
+def mean_and_spread(values):
+    """'mean ± sample standard deviation (n runs)' of accuracies; '-' when there are none."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f} (1 run)"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def results_table(runs, modes, seeds, train_arguments, invocation):
+    """The markdown page: summary table beside the paper, every run with its command, the machine."""
+    lines = ["# Results: MNIST -> MNIST-M", "",
+             f"Final-step test accuracy over seeds {', '.join(map(str, seeds))}: mean ± sample standard "
+             "deviation. No checkpoint is selected with target labels. Paper: Ganin & Lempitsky (2015), "
+             "table 2 (MNIST -> MNIST-M).", "",
+             "| method | MNIST-M test accuracy | paper | MNIST test accuracy | runs |",
+             "| --- | --- | --- | --- | --- |"]
+    for mode in modes:
+        finals = [runs[mode, seed]["final"] for seed in seeds if (mode, seed) in runs]
+        lines.append(f"| {MODE_TITLES[mode]} (`{mode}`) "
+                     f"| {mean_and_spread([final['val/target_acc'] for final in finals])} "
+                     f"| {PAPER_MNISTM_ACCURACY[mode]:.4f} "
+                     f"| {mean_and_spread([final['val/source_acc'] for final in finals])} "
+                     f"| {len(finals)} of {len(seeds)} |")
+    lines += ["", "## Runs", "", "| run | MNIST-M test | MNIST test | steps | wall time | command |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    machines, missing, total_seconds = set(), [], 0.0
+    for mode in modes:
+        for seed in seeds:
+            command = "python " + shlex.join(train_command(mode, seed, train_arguments))
+            if (mode, seed) not in runs:
+                missing.append(f"- `{command}`")
+                continue
+            final, record = runs[mode, seed]["final"], runs[mode, seed]["record"]
+            # The child process's time when run_results.py ran it; else train.py's own timer.
+            seconds = record["seconds"] if record else final["wall_seconds"]
+            total_seconds += seconds
+            resumed = " (last session)" if record and record["resumed"] else ""
+            if record:
+                machines.add(record["machine"])
+                command = record["command"]
+            lines.append(f"| {run_name(mode, seed)} | {final['val/target_acc']:.4f} | "
+                         f"{final['val/source_acc']:.4f} | {final['steps']} | {seconds / 60:.1f} min{resumed} | `{command}` |")
+    if missing:
+        lines += ["", "Not run yet:", *missing]
+    lines += ["", "## Machine", "",
+              f"Total wall time of the runs above: {total_seconds / 3600:.2f} h.", "",
+              *(f"- {machine}" for machine in sorted(machines or {machine_description()})),
+              "", f"Table written by `{invocation}` on {datetime.date.today().isoformat()}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(arguments=None):
+    arguments = sys.argv[1:] if arguments is None else arguments
+    invocation = "python " + shlex.join(["run_results.py", *arguments])
+    try:
+        parsed, train_arguments, config = parse_arguments(arguments)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    def write_table():
+        runs = finished_runs(config, parsed.modes, parsed.seeds)
+        write_text_atomic(parsed.out, results_table(runs, parsed.modes, parsed.seeds, train_arguments,
+                                                        invocation))
+        return runs
+
+    runs = write_table()
+    for mode in [] if parsed.table_only else parsed.modes:
+        for seed in parsed.seeds:
+            if (mode, seed) in runs:
+                continue
+            command = train_command(mode, seed, train_arguments)
+            # A checkpoint without final.json is a run stopped part way: continue it.
+            resumed = os.path.isfile(os.path.join(config.checkpoint_dir, run_name(mode, seed), "checkpoint"))
+            command += ["--resume"] if resumed else []
+            print(f"\n=== python {shlex.join(command)}", flush=True)
+            started = time.perf_counter()
+            exit_code = run_training(command)
+            if exit_code != 0:
+                print(f"error: {run_name(mode, seed)} failed (exit code {exit_code}); its message is "
+                      f"above. Finished runs are kept in {config.log_dir}/: run this again to go on.",
+                      file=sys.stderr)
+                return 1
+            record = {"command": "python " + shlex.join(command), "seconds": time.perf_counter() - started,
+                      "resumed": resumed, "machine": machine_description(),
+                      "finished": datetime.datetime.now().isoformat(timespec="seconds")}
+            write_text_atomic(os.path.join(config.log_dir, run_name(mode, seed), RECORD_NAME),
+                              json.dumps(record, indent=2) + "\n")
+            runs = write_table()
+    print(f"Wrote {parsed.out} ({len(runs)} of {len(parsed.modes) * len(parsed.seeds)} runs finished).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

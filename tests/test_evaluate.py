@@ -1,0 +1,187 @@
+"""evaluate.py and utils/evaluation.py on a tiny run trained here; run_results.py on tiny settings."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import evaluate
+import run_results
+import train
+from config import Config
+from conftest import fake_mnist_arrays, write_fake_bsds_tgz, write_fake_mnist
+from test_official_mnistm import write_official_layout
+from utils import evaluation, system
+from utils.mnistm import load_mnistm
+
+
+def write_fake_mnistm(path, mnist_arrays, seed=1):
+    """Random RGB images with MNIST's labels, in the layout of create_mnistm.py."""
+    rng = np.random.default_rng(seed)
+    arrays = {f"x_{split}": rng.integers(0, 256, (len(mnist_arrays[f"y_{split}"]), 28, 28, 3), dtype=np.uint8)
+              for split in ("train", "test")}
+    arrays.update(y_train=mnist_arrays["y_train"], y_test=mnist_arrays["y_test"],
+                  pixel_mean=np.array([120.0, 110.0, 100.0], np.float32))
+    np.savez(path, **arrays)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished six-step DANN run on tiny random data: {paths..., "final": final.json}."""
+    folder = tmp_path_factory.mktemp("tiny_run")
+    mnist = fake_mnist_arrays(train_count=48, test_count=30)
+    np.savez(folder / "mnist.npz", **mnist)
+    write_fake_mnistm(folder / "mnist_m.npz", mnist)
+    official = folder / "official"
+    padded = np.pad(load_mnistm(str(folder / "mnist_m.npz"))["x_test"], ((0, 0), (2, 2), (2, 2), (0, 0)))
+    write_official_layout(official, padded, mnist["y_test"])
+    config = Config(epochs=1.0, batch_size=16, log_every=3, eval_every=3, checkpoint_every=3, steps_per_call=3,
+                    run_name="tiny", log_dir=str(folder / "logs"), checkpoint_dir=str(folder / "checkpoints"))
+    system.configure(config.seed)
+    final = train.Trainer(config, mnist, load_mnistm(str(folder / "mnist_m.npz"))).run()
+    return {"folder": folder, "checkpoint": str(folder / "checkpoints" / "tiny"), "final": final,
+            "data": ["--mnist", str(folder / "mnist.npz"), "--mnistm", str(folder / "mnist_m.npz")],
+            "official": str(official)}
+
+
+def run_evaluate(tiny_run, out, *arguments, model=None):
+    return evaluate.main(["--model", model or tiny_run["checkpoint"], "--out", str(out),
+                          *tiny_run["data"], *arguments])
+
+
+def test_a_checkpoint_folder_reproduces_the_runs_final_evaluation(tiny_run, tmp_path, capsys):
+    out = tmp_path / "results" / "evaluation.json"
+    assert run_evaluate(tiny_run, out, "--mnistm-official", tiny_run["official"]) == 0
+    results = json.loads(out.read_text())
+    final = tiny_run["final"]
+    assert results["mnist_test_accuracy"] == pytest.approx(final["val/source_acc"], abs=1e-6)
+    assert results["mnistm_test_accuracy"] == pytest.approx(final["val/target_acc"], abs=1e-6)
+    assert results["domain_accuracy"]["overall"] == pytest.approx(final["val/domain_acc"], abs=1e-6)
+    # The official layout holds the same images padded by 2: the centre crop recovers them.
+    assert results["mnistm_official_test_accuracy"] == results["mnistm_test_accuracy"]
+    assert results["config"].endswith("tiny/config.json") and results["binarize_source"] is True
+    for name in ("mnist", "mnistm", "mnistm_official"):
+        assert np.sum(results["confusion_matrices"][name]) == results["test_images"][name] == 30
+        assert len(results["per_class_accuracy"][name]) == 10
+        png = tmp_path / "results" / f"evaluation_confusion_{name}.png"
+        assert png.stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert "MNIST-M test (target)" in printed and "domain accuracy: " in printed
+
+
+def test_a_keras_file_alone_reports_domain_accuracy_unavailable(tiny_run, tmp_path):
+    out = tmp_path / "evaluation.json"
+    assert run_evaluate(tiny_run, out, model=tiny_run["checkpoint"] + "/classifier.keras") == 0
+    results = json.loads(out.read_text())
+    assert results["domain_accuracy"] is None
+    assert results["domain_accuracy_note"].startswith("unavailable")
+    assert results["model"] == "tiny" and "mnistm_official_test_accuracy" not in results
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing model", "does not exist. Pass a .keras file"),
+    ("damaged model", "Cannot load .* as a Keras model"),
+    ("missing MNIST-M", "MNIST-M not found at"),
+    ("broken official folder", "mnist_m_test_labels.txt' does not exist"),
+    ("output is a folder", "is a folder"),
+])
+def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, capsys, problem, message):
+    out, model, extra = tmp_path / "out" / "evaluation.json", tiny_run["checkpoint"], []
+    if problem == "missing model":
+        model = str(tmp_path / "nowhere.keras")
+    elif problem == "damaged model":
+        model = str(tmp_path / "damaged.keras")
+        (tmp_path / "damaged.keras").write_bytes(b"not a zip")
+    elif problem == "missing MNIST-M":
+        extra = ["--mnistm", str(tmp_path / "missing.npz")]
+    elif problem == "broken official folder":
+        extra = ["--mnistm-official", str(tmp_path)]
+    else:
+        out.mkdir(parents=True)
+    assert run_evaluate(tiny_run, out, *extra, model=model) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert re.search(message, error), error
+    assert [path for path in tmp_path.glob("out/**/*") if path.is_file()] == []
+
+
+def test_without_model_and_pretrained_weights_it_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main([]) == 2
+    assert "pretrained weights 'pretrained/dann_classifier.keras' are missing" in capsys.readouterr().err
+
+
+def test_the_confusion_matrix_sums_counts_over_uneven_batches():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (23, 28, 28, 3), dtype=np.uint8)
+    labels = rng.integers(0, 9, 23)  # Digit 9 never occurs.
+
+    def classifier(batch, training):
+        # Predicts the first pixel's red value modulo 10: deterministic, and right about a tenth of the time.
+        return np.eye(10)[batch[:, 0, 0, 0].astype(int) % 10]
+
+    predictions = images[:, 0, 0, 0].astype(int) % 10
+    confusion = evaluation.confusion_matrix(classifier, images, labels, batch_size=5)
+    assert confusion.sum() == 23
+    expected = np.zeros((10, 10), int)
+    np.add.at(expected, (labels, predictions), 1)
+    np.testing.assert_array_equal(confusion, expected)
+    assert evaluation.accuracy(confusion) == pytest.approx(np.mean(predictions == labels))
+    per_class = evaluation.per_class_accuracy(confusion)
+    assert per_class[9] is None
+    assert per_class[labels[0]] == pytest.approx(np.mean(predictions[labels == labels[0]] == labels[0]))
+
+
+def fake_final(target_accuracy, source_accuracy=0.99):
+    return {"val/target_acc": target_accuracy, "val/source_acc": source_accuracy, "steps": 7032,
+            "wall_seconds": 600.0}
+
+
+def test_the_results_table_gives_mean_and_spread_beside_the_paper(tmp_path):
+    accuracies = {"source_only": [0.50, 0.52, 0.54], "dann": [0.70, 0.72, 0.74], "target_only": [0.96, 0.96]}
+    for mode, values in accuracies.items():
+        for seed, value in enumerate(values):
+            folder = tmp_path / "logs" / run_results.run_name(mode, seed)
+            folder.mkdir(parents=True)
+            (folder / "final.json").write_text(json.dumps(fake_final(value)))
+    out = tmp_path / "results.md"
+    assert run_results.main(["--table-only", "--out", str(out), "--log_dir", str(tmp_path / "logs")]) == 0
+    table = out.read_text()
+    assert "| source only (`source_only`) | 0.5200 ± 0.0200 | 0.5225 | 0.9900 ± 0.0000 | 3 of 3 |" in table
+    assert "| DANN (`dann`) | 0.7200 ± 0.0200 | 0.7666 |" in table
+    assert "| train on target (`target_only`) | 0.9600 ± 0.0000 | 0.9596 |" in table
+    assert "`python train.py --mode target_only --seed 2 --run_name results-target_only-seed2" in table
+    assert "Total wall time of the runs above: 1.33 h" in table and "cores" in table
+
+
+def test_run_results_trains_a_missing_run_then_skips_it(tmp_path, monkeypatch):
+    write_fake_mnist(str(tmp_path / "mnist.npz"))
+    tiny = ["--mnist", str(tmp_path / "mnist.npz"), "--bsds", write_fake_bsds_tgz(str(tmp_path / "bsds.tgz")),
+            "--mnistm_path", str(tmp_path / "mnist_m.npz"), "--log_dir", str(tmp_path / "logs"),
+            "--checkpoint_dir", str(tmp_path / "checkpoints"), "--epochs", "1", "--batch_size", "4",
+            "--eval_every", "3", "--log_every", "3"]
+    out = tmp_path / "results.md"
+    arguments = ["--modes", "source_only", "--seeds", "0", "--out", str(out), *tiny]
+    # train.py runs in this process rather than a child one, which would spend 20 s importing TensorFlow.
+    monkeypatch.setattr(run_results, "run_training", lambda command: train.main(command[1:]))
+    assert run_results.main(arguments) == 0
+    run_folder = tmp_path / "logs" / "results-source_only-seed0"
+    record = json.loads((run_folder / "run_results.json").read_text())
+    assert record["command"].startswith("python train.py --mode source_only --seed 0")
+    final = json.loads((run_folder / "final.json").read_text())
+    assert f"| results-source_only-seed0 | {final['val/target_acc']:.4f} |" in out.read_text()
+
+    def must_not_train(command):
+        raise AssertionError(f"finished run trained again: {command}")
+
+    monkeypatch.setattr(run_results, "run_training", must_not_train)
+    assert run_results.main(arguments) == 0
+
+
+def test_run_results_refuses_per_run_settings_and_unknown_keys(capsys):
+    with pytest.raises(SystemExit):
+        run_results.main(["--seed", "3"])
+    assert "set per run" in capsys.readouterr().err
+    assert run_results.main(["--epoch", "3"]) == 2
+    assert "Unknown config key: 'epoch'" in capsys.readouterr().err
