@@ -8,9 +8,9 @@
 Each run is `python train.py --mode M --seed S --run_name results-M-seedS`,
 plus any further `--name value` arguments, which go to every train.py call
 unchanged. A run whose logs/<run>/final.json exists is skipped and one with
-a checkpoint but no final.json is resumed, so the nine runs (about an hour
-each with the paper's 30 epochs on two CPU cores) can be finished across
-sessions. The table is rewritten after every run. Accuracies are those of
+a checkpoint but no final.json is resumed, so the nine runs (each about
+as long as one default `python train.py`, see the README) can be finished
+across sessions. The table is rewritten after every run. Accuracies are those of
 the final step: no checkpoint is chosen with target labels.
 """
 

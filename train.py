@@ -197,7 +197,6 @@ class Trainer:
             boundary = min(next_multiple(step, every) for every in
                            (config.log_every, config.eval_every, config.checkpoint_every))
             num_steps = min(config.steps_per_call, boundary - step, self.total_steps - step)
-            learning_rate, strength = self.current_schedule()
             self.train_steps(tf.constant(num_steps))
             step = self.step
             progress_bar.update(num_steps)
@@ -210,7 +209,8 @@ class Trainer:
             progress_bar.set_postfix({name: f"{value:.3f}" for name, value in window.items()})
             if step % config.log_every == 0 or step == self.total_steps:
                 writer.write({f"train/{name}": value for name, value in window.items()}, step)
-                # The schedule values used by the first step of the window just written.
+                # The values at p = step / total_steps, which the next step uses.
+                learning_rate, strength = self.current_schedule()
                 writer.write({"schedule/learning_rate": learning_rate, "schedule/lambda": strength}, step)
                 for metric in self.metrics.values():
                     metric.reset_state()

@@ -10,7 +10,7 @@ from config import Config, parse_overrides
 def test_defaults_follow_the_paper():
     config = Config()
     assert (config.learning_rate, config.lr_alpha, config.lr_beta) == (0.01, 10.0, 0.75)
-    assert (config.momentum, config.lambda_gamma, config.batch_size) == (0.9, 10.0, 256)
+    assert (config.momentum, config.lambda_gamma, config.batch_size) == (0.9, 10.0, 128)
     assert (config.conv1_filters, config.conv2_filters, config.kernel_size) == (32, 48, 5)
     assert config.mode == "dann"
     assert config.name == "dann-seed0"

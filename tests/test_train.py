@@ -12,7 +12,7 @@ import tensorflow as tf
 import train
 from config import Config
 from model import DANN
-from utils import system
+from utils import schedules, system
 from utils.summaries import read_scalars
 
 REQUIRED_TAGS = {
@@ -63,7 +63,10 @@ def test_a_short_run_writes_logs_config_checkpoint_and_export(tmp_path):
     assert REQUIRED_TAGS <= set(scalars)
     assert [step for step, _ in scalars["train/label_loss"]] == [2, 4, 6, 8, 10, 12]
     assert [step for step, _ in scalars["val/target_acc"]] == [4, 8, 12]
-    assert scalars["schedule/lambda"][0][1] == 0.0  # lambda starts at 0.
+    for step, value in scalars["schedule/lambda"]:
+        assert value == pytest.approx(float(schedules.grl_lambda(step / 12)), abs=1e-6)
+    for step, value in scalars["schedule/learning_rate"]:
+        assert value == pytest.approx(schedules.learning_rate(step / 12), rel=1e-5)
     assert json.loads((run_logs / "config.json").read_text()) == dataclasses.asdict(config)
     assert json.loads((run_logs / "final.json").read_text())["steps"] == 12
     checkpoint_dir = tmp_path / "checkpoints" / config.name
