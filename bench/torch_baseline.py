@@ -1,11 +1,11 @@
 """The same DANN step in PyTorch (CPU), for bench/train_speed.py. Needs torch; not a project requirement.
 
-    python bench/torch_baseline.py --mnist ../shared/data/mnist.npz --seconds 20
+    python bench/torch_baseline.py --mnist ../shared/data/mnist.npz --seconds 15
 
 The paper's MNIST model as in model/networks.py (conv 5x5x32, pool, conv
 5x5x48, pool; FC100-FC100-10; GRL-FC100-2), SGD with momentum, the paper's
-learning-rate and lambda schedules, and 128 source + 128 target images per
-step through one pass of the feature extractor, written as a PyTorch user
+learning-rate and lambda schedules, and the same batch (half source, half
+target) through one pass of the feature extractor, written as a PyTorch user
 would write it well. Batches are drawn and normalised in NumPy as
 utils.pipeline does. Prints one JSON object with steps/s and images/s.
 """
@@ -99,16 +99,17 @@ def measure(config, mnist, mnistm, seconds, warmup_steps=5):
     for number in range(warmup_steps):
         step(number)
     rates, number = [], warmup_steps
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds or len(rates) < 3:
         step_started = time.perf_counter()
         step(number)
         rates.append(1.0 / (time.perf_counter() - step_started))
         number += 1
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     steps = number - warmup_steps
     return {"steps_per_s": steps / elapsed, "images_per_s": steps * config.batch_size / elapsed,
-            "timed_steps": steps, "timed_seconds": elapsed,
+            "timed_steps": steps, "timed_seconds": elapsed, "cpu_ms_per_step": 1e3 * cpu_seconds / steps,
+            "cpu_share": cpu_seconds / elapsed / len(os.sched_getaffinity(0)),
             "per_step_steps_per_s": {"min": min(rates), "median": statistics.median(rates),
                                      "max": max(rates)},
             "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
@@ -119,13 +120,16 @@ def main(arguments):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mnist", default=defaults.mnist_path, help="Keras-layout mnist.npz; empty downloads it.")
     parser.add_argument("--mnistm", default=defaults.mnistm_path)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--batch_size", type=int, default=defaults.batch_size,
+                        help="Images per step, half source and half target.")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0: torch's default.")
     arguments = parser.parse_args(arguments)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     mnist = dict(zip(("x_train", "y_train", "x_test", "y_test"), load_mnist(arguments.mnist or None)))
-    print(json.dumps(measure(defaults, mnist, load_mnistm(arguments.mnistm), arguments.seconds)))
+    config = Config(batch_size=arguments.batch_size)
+    print(json.dumps(measure(config, mnist, load_mnistm(arguments.mnistm), arguments.seconds)))
     return 0
 
 

@@ -1,11 +1,13 @@
 """Training speed of the project's DANN step, beside a seed-style eager loop and PyTorch.
 
     python bench/train_speed.py --mnist ../shared/data/mnist.npz     # about 1.5 minutes
-    python bench/train_speed.py --mnist PATH --seconds 60 --steps_per_call 200
+    python bench/train_speed.py --mnist PATH --batch_size 256         # 128 source + 128 target
+    python bench/train_speed.py --mnist PATH --seconds 60 --steps_per_call 100
     TF_ENABLE_ONEDNN_OPTS=0 python bench/train_speed.py --mnist PATH  # oneDNN off
 
 Three measurements, each timed for --seconds after a warm-up, on the real
-MNIST and MNIST-M data with the default Config (batch 128 source + 128 target):
+MNIST and MNIST-M data with the default Config and one batch size for all
+three (default: config.py's, half source and half target):
 
 - project: `train.Trainer.train_steps`, called as `Trainer.run` calls it
   (steps_per_call steps per compiled call, then the window's metrics read);
@@ -18,7 +20,7 @@ MNIST and MNIST-M data with the default Config (batch 128 source + 128 target):
 Work per step is counted from the layer shapes: forward multiply-adds per
 image (conv: out_h * out_w * out_c * k * k * in_c; dense: in * out) over the
 three networks, x 3 for forward + backward, x 2 flops per multiply-add,
-x 256 images. peak_fraction = achieved flop/s / the peak of bench/machine.py.
+x the batch. peak_fraction = achieved flop/s / the peak of bench/machine.py.
 The last line of output is one JSON object.
 """
 
@@ -64,9 +66,13 @@ def forward_macs_per_image(networks):
     return macs
 
 
-def rate_summary(steps, seconds, call_rates, batch_size):
+def rate_summary(steps, seconds, cpu_seconds, call_rates, batch_size):
+    # On a shared machine wall-clock rates fall with the load; CPU time per step
+    # and the share of the CPUs this process got show how much of a gap is load.
     return {"steps_per_s": steps / seconds, "images_per_s": steps * batch_size / seconds,
             "timed_steps": steps, "timed_seconds": seconds,
+            "cpu_ms_per_step": 1e3 * cpu_seconds / steps,
+            "cpu_share": cpu_seconds / seconds / len(os.sched_getaffinity(0)),
             "per_call_steps_per_s": {"min": min(call_rates), "median": statistics.median(call_rates),
                                      "max": max(call_rates)}}
 
@@ -85,15 +91,16 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call):
     first_call_seconds = time.perf_counter() - started
     call()
     call_rates, timed_steps = [], 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds or len(call_rates) < 3:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds or len(call_rates) < 2:
         call_started = time.perf_counter()
         window = call()
         call_rates.append(steps_per_call / (time.perf_counter() - call_started))
         timed_steps += steps_per_call
         for metric in trainer.metrics.values():
             metric.reset_state()
-    result = rate_summary(timed_steps, time.perf_counter() - started, call_rates, config.batch_size)
+    result = rate_summary(timed_steps, time.perf_counter() - started, time.process_time() - cpu_started,
+                          call_rates, config.batch_size)
     result.update(first_call_seconds=first_call_seconds, last_total_loss=window["total_loss"])
     return result, forward_macs_per_image(trainer.networks)
 
@@ -152,13 +159,14 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
     for number in range(warmup_steps):
         step(number)
     call_rates, number = [], warmup_steps
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while time.perf_counter() - started < seconds or len(call_rates) < 3:
         step_started = time.perf_counter()
         step(number)
         call_rates.append(1.0 / (time.perf_counter() - step_started))
         number += 1
-    result = rate_summary(number - warmup_steps, time.perf_counter() - started, call_rates, config.batch_size)
+    result = rate_summary(number - warmup_steps, time.perf_counter() - started,
+                          time.process_time() - cpu_started, call_rates, config.batch_size)
     writer.close()
     return result
 
@@ -168,9 +176,12 @@ def measure_torch(arguments):
     if importlib.util.find_spec("torch") is None:
         return None
     command = [sys.executable, os.path.join(BENCH_DIR, "torch_baseline.py"),
-               "--seconds", str(arguments.seconds), "--mnistm", arguments.mnistm]
+               "--seconds", str(arguments.seconds), "--batch_size", str(arguments.batch_size),
+               "--mnistm", arguments.mnistm]
     if arguments.mnist:
         command += ["--mnist", arguments.mnist]
+    if arguments.torch_threads:
+        command += ["--threads", str(arguments.torch_threads)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
         print(f"torch baseline failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
@@ -184,17 +195,24 @@ def parse_arguments(arguments):
     parser.add_argument("--mnist", default=defaults.mnist_path,
                         help="Keras-layout mnist.npz; empty downloads it (as config mnist_path).")
     parser.add_argument("--mnistm", default=defaults.mnistm_path, help="MNIST-M npz built by create_mnistm.py.")
-    parser.add_argument("--seconds", type=float, default=20.0,
-                        help="Timed seconds per measurement, after warm-up (default 20).")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="Timed seconds per measurement, after warm-up (default 15).")
+    parser.add_argument("--batch_size", type=int, default=defaults.batch_size,
+                        help="Images per step, half source and half target, for all three measurements "
+                             "(default: config.py's).")
     parser.add_argument("--steps_per_call", type=int, default=defaults.steps_per_call,
                         help="Steps per compiled call of the project's step (default: config.py's).")
     parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default.")
     parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default.")
     parser.add_argument("--skip_baseline", action="store_true", help="Time only the project's step.")
     parser.add_argument("--skip_torch", action="store_true", help="Do not run the PyTorch comparison.")
+    parser.add_argument("--torch_threads", type=int, default=0,
+                        help="torch.set_num_threads for the PyTorch run; 0: torch's default (one per core).")
     parsed = parser.parse_args(arguments)
     if parsed.seconds <= 0 or parsed.steps_per_call <= 0:
         parser.error("--seconds and --steps_per_call must be > 0")
+    if parsed.batch_size < 2 or parsed.batch_size % 2:
+        parser.error("--batch_size must be even and >= 2 (half source, half target)")
     return parsed
 
 
@@ -207,7 +225,7 @@ def main(arguments):
 
     with tempfile.TemporaryDirectory(prefix="dann-bench-") as scratch:
         config = Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
-                        steps_per_call=arguments.steps_per_call,
+                        batch_size=arguments.batch_size, steps_per_call=arguments.steps_per_call,
                         log_dir=os.path.join(scratch, "logs"),
                         checkpoint_dir=os.path.join(scratch, "checkpoints"))
         system.configure(config.seed, config.deterministic)
