@@ -14,6 +14,7 @@ cores). A multiply-add counts as 2 flops.
 import os
 import platform
 import resource
+import time
 
 FMA_PIPES_PER_CORE = 2
 
@@ -90,3 +91,21 @@ def settings(tf):
 def peak_rss_mb():
     """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_steps(step, warmup_steps, seconds):
+    """Runs step(number) warmup_steps times untimed, then for `seconds` (and at least 3 times).
+
+    Returns (timed steps, wall seconds, CPU seconds of this process, the rate
+    of each timed call in calls per second).
+    """
+    for number in range(warmup_steps):
+        step(number)
+    rates, number = [], warmup_steps
+    started, cpu_started = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds or len(rates) < 3:
+        step_started = time.perf_counter()
+        step(number)
+        rates.append(1.0 / (time.perf_counter() - step_started))
+        number += 1
+    return number - warmup_steps, time.perf_counter() - started, time.process_time() - cpu_started, rates

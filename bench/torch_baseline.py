@@ -16,7 +16,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import machine  # noqa: E402
 from config import Config  # noqa: E402
 from utils.mnistm import load_mnistm  # noqa: E402
 from utils.sources import load_mnist  # noqa: E402
@@ -96,17 +96,7 @@ def measure(config, mnist, mnistm, seconds, warmup_steps=5):
         optimizer.step()
         return (label_loss + domain_loss).item()
 
-    for number in range(warmup_steps):
-        step(number)
-    rates, number = [], warmup_steps
-    started, cpu_started = time.perf_counter(), time.process_time()
-    while time.perf_counter() - started < seconds or len(rates) < 3:
-        step_started = time.perf_counter()
-        step(number)
-        rates.append(1.0 / (time.perf_counter() - step_started))
-        number += 1
-    elapsed, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    steps = number - warmup_steps
+    steps, elapsed, cpu_seconds, rates = machine.time_steps(step, warmup_steps, seconds)
     return {"steps_per_s": steps / elapsed, "images_per_s": steps * config.batch_size / elapsed,
             "timed_steps": steps, "timed_seconds": elapsed, "cpu_ms_per_step": 1e3 * cpu_seconds / steps,
             "cpu_share": cpu_seconds / elapsed / len(os.sched_getaffinity(0)),

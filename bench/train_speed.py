@@ -156,17 +156,7 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
                                ("source_acc", train.accuracy(source_labels, label_logits))):
                 tf.summary.scalar(tag, value)
 
-    for number in range(warmup_steps):
-        step(number)
-    call_rates, number = [], warmup_steps
-    started, cpu_started = time.perf_counter(), time.process_time()
-    while time.perf_counter() - started < seconds or len(call_rates) < 3:
-        step_started = time.perf_counter()
-        step(number)
-        call_rates.append(1.0 / (time.perf_counter() - step_started))
-        number += 1
-    result = rate_summary(number - warmup_steps, time.perf_counter() - started,
-                          time.process_time() - cpu_started, call_rates, config.batch_size)
+    result = rate_summary(*machine.time_steps(step, warmup_steps, seconds), config.batch_size)
     writer.close()
     return result
 
