@@ -190,6 +190,7 @@ class Trainer:
         start_step = self.step
         started = time.perf_counter()
         evaluation_seconds = 0.0
+        results = None
         progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
                             desc=config.name, dynamic_ncols=True, file=sys.stdout)
         while self.step < self.total_steps:
@@ -226,7 +227,10 @@ class Trainer:
         progress_bar.close()
         writer.close()
         seconds = time.perf_counter() - started
-        final = {**self.evaluate(), "steps": self.step, "wall_seconds": seconds,
+        # The loop's last window always ends with an evaluation at the final
+        # step; only a resumed run that had already finished needs one here.
+        results = results or self.evaluate()
+        final = {**results, "steps": self.step, "wall_seconds": seconds,
                  "training_seconds": seconds - evaluation_seconds,
                  "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
         self.export()
