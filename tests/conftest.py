@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from utils.official_mnistm import IMAGE_FOLDER, LABELS_FILE
 from utils.sources import BSDS_TRAIN_FOLDER
+
+# The TensorBoard tags that train.py must write (issue #3).
+REQUIRED_TAGS = {
+    "schedule/learning_rate", "schedule/lambda", "train/label_loss", "train/domain_loss",
+    "train/total_loss", "train/source_acc", "train/domain_acc", "val/source_acc",
+    "val/target_acc", "val/target_loss", "val/domain_acc",
+}
 
 
 def fake_mnist_arrays(train_count=12, test_count=6, seed=0):
@@ -82,6 +90,26 @@ def truncate(path):
     """Cuts a file to half its length, as an interrupted download would."""
     data = pathlib.Path(path).read_bytes()
     pathlib.Path(path).write_bytes(data[:len(data) // 2])
+
+
+def write_fake_mnistm(path, mnist_arrays, seed=1):
+    """Random RGB images with MNIST's labels, in the layout of create_mnistm.py."""
+    rng = np.random.default_rng(seed)
+    arrays = {f"x_{split}": rng.integers(0, 256, (len(mnist_arrays[f"y_{split}"]), 28, 28, 3), dtype=np.uint8)
+              for split in ("train", "test")}
+    arrays.update(y_train=mnist_arrays["y_train"], y_test=mnist_arrays["y_test"],
+                  pixel_mean=np.array([120.0, 110.0, 100.0], np.float32))
+    np.savez(path, **arrays)
+
+
+def write_official_layout(folder, images, labels, names=None):
+    """Writes images (N, H, W, 3) uint8 as DIR/mnist_m_test/*.png and their labels file; returns the names."""
+    names = names or [f"{index:08d}.png" for index in range(len(images))]
+    (folder / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
+    for name, pixels in zip(names, images):
+        Image.fromarray(pixels).save(folder / IMAGE_FOLDER / name)
+    (folder / LABELS_FILE).write_text("".join(f"{name} {label}\n" for name, label in zip(names, labels)))
+    return names
 
 
 @pytest.fixture

@@ -10,20 +10,10 @@ import evaluate
 import run_results
 import train
 from config import Config
-from conftest import fake_mnist_arrays, write_fake_bsds_tgz, write_fake_mnist
-from test_official_mnistm import write_official_layout
+from conftest import (fake_mnist_arrays, write_fake_bsds_tgz, write_fake_mnist, write_fake_mnistm,
+                      write_official_layout)
 from utils import evaluation, system
 from utils.mnistm import load_mnistm
-
-
-def write_fake_mnistm(path, mnist_arrays, seed=1):
-    """Random RGB images with MNIST's labels, in the layout of create_mnistm.py."""
-    rng = np.random.default_rng(seed)
-    arrays = {f"x_{split}": rng.integers(0, 256, (len(mnist_arrays[f"y_{split}"]), 28, 28, 3), dtype=np.uint8)
-              for split in ("train", "test")}
-    arrays.update(y_train=mnist_arrays["y_train"], y_test=mnist_arrays["y_test"],
-                  pixel_mean=np.array([120.0, 110.0, 100.0], np.float32))
-    np.savez(path, **arrays)
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_official_layout
 from utils.official_mnistm import IMAGE_FOLDER, LABELS_FILE, load_official_mnistm_test
 from utils.sources import DataError
-
-
-def write_official_layout(folder, images, labels, names=None):
-    """Writes images (N, H, W, 3) uint8 as DIR/mnist_m_test/*.png and their labels file; returns the names."""
-    names = names or [f"{index:08d}.png" for index in range(len(images))]
-    (folder / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
-    for name, pixels in zip(names, images):
-        Image.fromarray(pixels).save(folder / IMAGE_FOLDER / name)
-    (folder / LABELS_FILE).write_text("".join(f"{name} {label}\n" for name, label in zip(names, labels)))
-    return names
 
 
 def random_images(count, size=32, seed=0):

@@ -6,10 +6,8 @@ import pytest
 import plot_curves
 import plot_tsne
 from config import Config
-from conftest import write_fake_mnist
+from conftest import REQUIRED_TAGS, write_fake_mnist, write_fake_mnistm
 from model import DANN
-from test_evaluate import write_fake_mnistm
-from test_train import REQUIRED_TAGS
 from utils import plots
 from utils.summaries import ScalarWriter
 

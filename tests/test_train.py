@@ -11,16 +11,10 @@ import tensorflow as tf
 
 import train
 from config import Config
+from conftest import REQUIRED_TAGS
 from model import DANN
 from utils import schedules, system
 from utils.summaries import read_scalars
-
-REQUIRED_TAGS = {
-    "schedule/learning_rate", "schedule/lambda", "train/label_loss", "train/domain_loss",
-    "train/total_loss", "train/source_acc", "train/domain_acc", "val/source_acc",
-    "val/target_acc", "val/target_loss", "val/domain_acc",
-}
-
 
 def tiny_arrays(size=96, test_size=40, seed=0):
     """MNIST-shaped and MNIST-M-shaped random uint8 arrays with random labels."""
