@@ -23,6 +23,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
 from utils.mnistm import load_mnistm  # noqa: E402
@@ -57,15 +58,10 @@ def build_networks(config):
 
 
 def draw(images, labels, count, rng, pixel_mean, is_mnist, binarize):
-    """A batch normalised as utils.pipeline does, as an NCHW float32 tensor."""
-    indices = rng.integers(0, len(labels), count)
-    batch = images[indices]
-    if is_mnist:
-        if binarize:
-            batch = np.where(batch > 0, np.uint8(255), np.uint8(0))
-        batch = np.repeat(batch[..., np.newaxis], 3, axis=-1)
-    batch = (batch.astype(np.float32) - pixel_mean) / 255.0
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels[indices].astype(np.int64))
+    """batches.numpy_batch as NCHW float32 and int64 torch tensors."""
+    batch, batch_labels = batches.numpy_batch(images, labels, count, rng, pixel_mean, is_mnist, binarize)
+    return (torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(),
+            torch.from_numpy(batch_labels.astype(np.int64)))
 
 
 def measure(config, mnist, mnistm, seconds, warmup_steps=5):

@@ -46,6 +46,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
 from model import DANN  # noqa: E402
@@ -105,17 +106,6 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call):
     return result, forward_macs_per_image(trainer.networks)
 
 
-def seed_style_batch(images, labels, count, rng, pixel_mean, is_mnist, binarize):
-    """A NumPy batch normalised as utils.pipeline does: RGB, optional binarisation, (x - mean) / 255."""
-    indices = rng.integers(0, len(labels), count)
-    batch = images[indices]
-    if is_mnist:
-        if binarize:
-            batch = np.where(batch > 0, np.uint8(255), np.uint8(0))
-        batch = np.repeat(batch[..., np.newaxis], 3, axis=-1)
-    return (batch.astype(np.float32) - pixel_mean) / 255.0, labels[indices].astype(np.int32)
-
-
 def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
     """An eager loop as DANN code ported from TF1 usually reads; see the module docstring."""
     networks = DANN(config)
@@ -134,9 +124,9 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
         strength = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
         optimizer.learning_rate = learning_rate
         networks.gradient_reversal.set_strength(strength)
-        source_images, source_labels = seed_style_batch(
+        source_images, source_labels = batches.numpy_batch(
             mnist["x_train"], mnist["y_train"], half, rng, pixel_mean, True, config.binarize_source)
-        target_images, _ = seed_style_batch(
+        target_images, _ = batches.numpy_batch(
             mnistm["x_train"], mnistm["y_train"], half, rng, pixel_mean, False, False)
         with tf.GradientTape() as tape:
             source_features = networks.feature_extractor(source_images, training=True)
