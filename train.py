@@ -53,8 +53,7 @@ class Trainer:
         target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
         self.total_steps = math.ceil(config.epochs * len(source) / half_batch)
         self.pixel_mean = [float(value) for value in mnistm["pixel_mean"]]
-        self.iterator = iter(pipeline.training_dataset(
-            source, target, half_batch, self.pixel_mean, seed=config.seed))
+        self.domains = (source, target)
         self.test_sets = {
             "source": pipeline.evaluation_dataset(pipeline.Domain(
                 mnist["x_test"], mnist["y_test"], is_mnist=True, binarize=config.binarize_source),
@@ -72,6 +71,7 @@ class Trainer:
             momentum=config.momentum)
         # Building the optimizer now creates its slots, so a checkpoint restores into them.
         self.optimizer.build(self.variables)
+        self.open_data_stream()
         self.metrics = {name: keras.metrics.Mean(name=name) for name in
                         ("label_loss", "domain_loss", "total_loss", "source_acc", "domain_acc")}
 
@@ -79,10 +79,16 @@ class Trainer:
             feature_extractor=self.networks.feature_extractor,
             label_classifier=self.networks.label_classifier,
             domain_classifier=self.networks.domain_classifier,
-            optimizer=self.optimizer, data=self.iterator)
+            optimizer=self.optimizer)
         self.log_dir = os.path.join(config.log_dir, config.name)
         self.checkpoint_dir = os.path.join(config.checkpoint_dir, config.name)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir, max_to_keep=3)
+
+    def open_data_stream(self):
+        """The training batches from the current step on (the order depends on seed and step only)."""
+        self.iterator = iter(pipeline.training_dataset(
+            *self.domains, self.config.batch_size // 2, self.pixel_mean,
+            seed=self.config.seed, start_step=self.step))
 
     @property
     def step(self):
@@ -174,6 +180,7 @@ class Trainer:
                 raise TrainingError(f"--resume: these settings differ from the saved run: "
                                     f"{', '.join(changed)}. Resume with the run's own settings.")
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.open_data_stream()
         elif self.manager.latest_checkpoint or (os.path.isdir(self.log_dir) and os.listdir(self.log_dir)):
             raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' or "
                                 f"'{self.checkpoint_dir}'. Pass --resume to continue it, choose "

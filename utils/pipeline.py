@@ -46,28 +46,43 @@ class Domain:
         return self.prepare(tf.gather(self.images, indices), pixel_mean), tf.gather(self.labels, indices)
 
 
-def _endless_indices(size, batch_size, seed):
-    # Shuffling indices, not images, keeps the shuffle buffer small (8 bytes an
-    # image) and lets each batch be one vectorised gather.
-    return (tf.data.Dataset.range(size)
-            .shuffle(size, seed=seed, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(batch_size, drop_remainder=True))
+def _index_batches(size, batch_size, seed, start_step):
+    """Endless batches of indices into one domain, from batch `start_step` on.
+
+    The stream is every epoch's permutation laid end to end, epoch e shuffled
+    with the stateless seed (seed, e). Batch s is therefore a pure function of
+    (seed, s): a resumed run recreates the stream at its step instead of
+    saving the iterator (whose prefetched batches made each checkpoint 31 MB).
+    """
+    start = start_step * batch_size
+    epochs = tf.data.Dataset.range(start // size, 2**62)
+
+    def permutation(epoch):
+        seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
+        return tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), seeds))
+
+    # Shuffling indices, not images, keeps each epoch's order at 8 bytes an
+    # image and lets each batch be one vectorised gather.
+    return epochs.flat_map(permutation).skip(start % size).batch(batch_size, drop_remainder=True)
 
 
-def training_dataset(source, target, half_batch, pixel_mean, seed):
+def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0):
     """Endless batches of (source_x, source_y, target_x, target_y), half_batch images each.
 
     Source and target are shuffled independently, each with a new order
-    every epoch of its own.
+    every epoch of its own; `start_step` skips the batches a resumed run has
+    already trained on.
     """
     def draw(source_indices, target_indices):
         return (*source.gather(source_indices, pixel_mean),
                 *target.gather(target_indices, pixel_mean))
 
-    indices = tf.data.Dataset.zip((_endless_indices(len(source), half_batch, seed),
-                                   _endless_indices(len(target), half_batch, seed + 1)))
-    return indices.map(draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    indices = tf.data.Dataset.zip((_index_batches(len(source), half_batch, seed, start_step),
+                                   _index_batches(len(target), half_batch, seed + 1, start_step)))
+    # Two batches ahead are enough to hide the gather behind the training step;
+    # a larger buffer only holds more float images in memory.
+    return indices.map(draw).prefetch(2)
 
 
 def evaluation_dataset(domain, batch_size, pixel_mean):
