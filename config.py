@@ -55,6 +55,9 @@ class Config:
 
     # system
     steps_per_call: int = 50  # Training steps run inside one compiled call.
+    # Equal slices of each batch computed side by side (same gradient as the
+    # whole batch); 0: 2 on a CPU with 2+ cores, 1 with a GPU (utils/system.py).
+    batch_shards: int = 0
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
 
     def __post_init__(self):
@@ -67,6 +70,10 @@ class Config:
             (self.batch_size >= 2 and self.batch_size % 2 == 0,
              f"batch_size must be even and >= 2 (half source, half target), got {self.batch_size}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.batch_shards >= 0 and (self.batch_shards == 0
+                                         or (self.batch_size // 2) % self.batch_shards == 0),
+             f"batch_shards must be 0 or divide the half batch ({self.batch_size // 2}), "
+             f"got {self.batch_shards}"),
         ]
         for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
                      "domain_hidden_units", "log_every", "eval_every", "checkpoint_every",

@@ -52,6 +52,7 @@ class Trainer:
                                  binarize=config.binarize_source)
         target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
         self.total_steps = math.ceil(config.epochs * len(source) / half_batch)
+        self.shards = system.batch_shards(config.batch_shards, half_batch)
         self.pixel_mean = [float(value) for value in mnistm["pixel_mean"]]
         self.domains = (source, target)
         self.test_sets = {
@@ -106,6 +107,20 @@ class Trainer:
         # probe of how separable the domains are, but cannot change the features.
         _, strength = self.current_schedule()
         self.networks.gradient_reversal.set_strength(strength)
+        # Equal slices, each with as many source as target images, are
+        # independent branches of the graph that TensorFlow runs side by side.
+        # The mean of the slices' gradients is the gradient of the whole batch.
+        batch = (source_images, source_labels, target_images, target_labels)
+        slices = [self.slice_gradients(*part) for part in
+                  zip(*(tf.split(tensor, self.shards) for tensor in batch))]
+        gradients = [tf.add_n(list(parts)) / self.shards
+                     for parts in zip(*(slice_gradients for slice_gradients, _ in slices))]
+        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        for name, metric in self.metrics.items():
+            metric.update_state(tf.add_n([values[name] for _, values in slices]) / self.shards)
+
+    def slice_gradients(self, source_images, source_labels, target_images, target_labels):
+        """Gradients of the DANN loss on one slice of the batch, and its metrics."""
         half = tf.shape(source_images)[0]
         images = tf.concat([source_images, target_images], axis=0)
         domain_labels = tf.concat([tf.zeros([half], tf.int32), tf.ones([half], tf.int32)], axis=0)
@@ -120,13 +135,10 @@ class Trainer:
                 label_loss = cross_entropy(source_labels, label_logits[:half])
             domain_loss = cross_entropy(domain_labels, domain_logits)
             total_loss = label_loss + domain_loss
-        gradients = tape.gradient(total_loss, self.variables)
-        self.optimizer.apply_gradients(zip(gradients, self.variables))
-        for name, value in (("label_loss", label_loss), ("domain_loss", domain_loss),
-                            ("total_loss", total_loss),
-                            ("source_acc", accuracy(source_labels, label_logits[:half])),
-                            ("domain_acc", accuracy(domain_labels, domain_logits))):
-            self.metrics[name].update_state(value)
+        metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
+                   "source_acc": accuracy(source_labels, label_logits[:half]),
+                   "domain_acc": accuracy(domain_labels, domain_logits)}
+        return tape.gradient(total_loss, self.variables), metrics
 
     @tf.function
     def train_steps(self, num_steps):
@@ -136,11 +148,17 @@ class Trainer:
 
     @tf.function
     def evaluate_batch(self, images, labels, domain):
-        features = self.networks.feature_extractor(images, training=False)
-        label_logits = self.networks.label_classifier(features, training=False)
-        domain_logits = self.networks.domain_classifier(features, training=False)
+        # Slices side by side, as in training; the last batch may be any size.
+        count = tf.shape(images)[0]
+        sizes = [(count + shard) // self.shards for shard in range(self.shards)]
+        label_logits, domain_logits = [], []
+        for part in tf.split(images, sizes):
+            features = self.networks.feature_extractor(part, training=False)
+            label_logits.append(self.networks.label_classifier(features, training=False))
+            domain_logits.append(self.networks.domain_classifier(features, training=False))
+        label_logits, domain_logits = tf.concat(label_logits, 0), tf.concat(domain_logits, 0)
         domain_labels = tf.fill(tf.shape(labels), domain)
-        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        count = tf.cast(count, tf.float32)
         return (count * accuracy(labels, label_logits), count * cross_entropy(labels, label_logits),
                 count * accuracy(domain_labels, domain_logits))
 
@@ -286,7 +304,7 @@ def main(arguments):
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        system.configure(config.seed, config.deterministic)
+        system.configure_for(config)
         # No name keeps the NumPy arrays alive: the trainer holds its own tensor
         # copies, and dropping the arrays saves about 220 MB of resident memory.
         trainer = Trainer(config, *load_data(config))

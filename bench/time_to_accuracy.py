@@ -90,7 +90,7 @@ def main(arguments):
         config = Config(**overrides, log_dir=os.path.join(scratch, "logs"),
                         checkpoint_dir=os.path.join(scratch, "checkpoints"))
         setup_started = time.perf_counter()
-        system.configure(config.seed, config.deterministic)
+        system.configure_for(config)
         mnist, mnistm = train.load_data(config)
         trainer = TimedTrainer(config, mnist, mnistm)
         setup_seconds = time.perf_counter() - setup_started

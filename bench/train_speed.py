@@ -14,8 +14,12 @@ three (default: config.py's, half source and half target):
 - baseline: a seed-style eager loop written here, not in the library: eager
   GradientTape, the feature extractor run twice (source, then target),
   learning rate and GRL lambda computed as Python floats and set every step,
-  NumPy batches, and TensorBoard scalars written every step;
+  NumPy batches, and TensorBoard scalars written every step; in a subprocess
+  with TensorFlow's default thread pools, as such a loop would run;
 - torch: bench/torch_baseline.py in a subprocess, only when torch is installed.
+
+The project's step runs with the project's own thread settings
+(utils/system.py: batch_shards slices side by side).
 
 Work per step is counted from the layer shapes: forward multiply-adds per
 image (conv: out_h * out_w * out_c * k * k * in_c; dense: in * out) over the
@@ -103,7 +107,7 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call):
     result = rate_summary(timed_steps, time.perf_counter() - started, time.process_time() - cpu_started,
                           call_rates, config.batch_size)
     result.update(first_call_seconds=first_call_seconds, last_total_loss=window["total_loss"])
-    return result, forward_macs_per_image(trainer.networks)
+    return result, forward_macs_per_image(trainer.networks), trainer.shards
 
 
 def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
@@ -151,20 +155,43 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
     return result
 
 
-def measure_torch(arguments):
-    """bench/torch_baseline.py in its own process, so its thread pool does not share ours; None without torch."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    command = [sys.executable, os.path.join(BENCH_DIR, "torch_baseline.py"),
-               "--seconds", str(arguments.seconds), "--batch_size", str(arguments.batch_size),
-               "--mnistm", arguments.mnistm]
+def bench_config(arguments, scratch):
+    return Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
+                  batch_size=arguments.batch_size, steps_per_call=arguments.steps_per_call,
+                  batch_shards=arguments.batch_shards, log_dir=os.path.join(scratch, "logs"),
+                  checkpoint_dir=os.path.join(scratch, "checkpoints"))
+
+
+def print_baseline(arguments):
+    """The eager baseline alone (its own process, so TensorFlow's default thread pools)."""
+    with tempfile.TemporaryDirectory(prefix="dann-bench-baseline-") as scratch:
+        config = bench_config(arguments, scratch)
+        system.configure(config.seed, config.deterministic)
+        mnist, mnistm = train.load_data(config)
+        print(json.dumps(measure_seed_style_baseline(config, mnist, mnistm, arguments.seconds,
+                                                     os.path.join(scratch, "baseline"))))
+    return 0
+
+
+def torch_options(arguments):
+    options = []
+    if arguments.torch_threads:
+        options += ["--threads", str(arguments.torch_threads)]
+    return options
+
+
+def measure_in_subprocess(script, arguments, options):
+    """A baseline in its own process, so its thread pools do not share the project's settings.
+
+    Returns the JSON object on the last line of its output, or None if it failed.
+    """
+    command = [sys.executable, os.path.join(BENCH_DIR, script), "--seconds", str(arguments.seconds),
+               "--batch_size", str(arguments.batch_size), "--mnistm", arguments.mnistm, *options]
     if arguments.mnist:
         command += ["--mnist", arguments.mnist]
-    if arguments.torch_threads:
-        command += ["--threads", str(arguments.torch_threads)]
     completed = subprocess.run(command, capture_output=True, text=True, check=False)
     if completed.returncode != 0:
-        print(f"torch baseline failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
+        print(f"{script} failed:\n{completed.stderr[-2000:]}", file=sys.stderr)
         return None
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -182,8 +209,14 @@ def parse_arguments(arguments):
                              "(default: config.py's).")
     parser.add_argument("--steps_per_call", type=int, default=defaults.steps_per_call,
                         help="Steps per compiled call of the project's step (default: config.py's).")
-    parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default.")
-    parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default.")
+    parser.add_argument("--batch_shards", type=int, default=defaults.batch_shards,
+                        help="Slices of each batch computed side by side (default: config.py's).")
+    parser.add_argument("--intra_op_threads", type=int, default=0,
+                        help="Override the project's setting (utils/system.py); 0: keep it.")
+    parser.add_argument("--inter_op_threads", type=int, default=0,
+                        help="Override the project's setting (utils/system.py); 0: keep it.")
+    parser.add_argument("--measure", choices=("all", "baseline"), default="all",
+                        help=argparse.SUPPRESS)  # 'baseline': the eager loop alone, for a subprocess.
     parser.add_argument("--skip_baseline", action="store_true", help="Time only the project's step.")
     parser.add_argument("--skip_torch", action="store_true", help="Do not run the PyTorch comparison.")
     parser.add_argument("--torch_threads", type=int, default=0,
@@ -198,32 +231,33 @@ def parse_arguments(arguments):
 
 def main(arguments):
     arguments = parse_arguments(arguments)
-    # Thread pools are fixed when TensorFlow first runs an op, so set them before any.
-    tf.config.threading.set_intra_op_parallelism_threads(arguments.intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(arguments.inter_op_threads)
+    if arguments.measure == "baseline":
+        return print_baseline(arguments)
     load_at_start = [round(value, 2) for value in os.getloadavg()]
-
     with tempfile.TemporaryDirectory(prefix="dann-bench-") as scratch:
-        config = Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
-                        batch_size=arguments.batch_size, steps_per_call=arguments.steps_per_call,
-                        log_dir=os.path.join(scratch, "logs"),
-                        checkpoint_dir=os.path.join(scratch, "checkpoints"))
-        system.configure(config.seed, config.deterministic)
+        config = bench_config(arguments, scratch)
+        # Thread pools are fixed when TensorFlow first runs an op: the
+        # project's own settings (utils/system.py) first, then any override.
+        system.configure_for(config)
+        if arguments.intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(arguments.intra_op_threads)
+        if arguments.inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(arguments.inter_op_threads)
         mnist, mnistm = train.load_data(config)
-
         print(f"project step: {arguments.steps_per_call} steps per call, {arguments.seconds:.0f} s ...", flush=True)
-        project, macs = measure_project(config, mnist, mnistm, arguments.seconds, arguments.steps_per_call)
+        project, macs, shards = measure_project(config, mnist, mnistm, arguments.seconds,
+                                                arguments.steps_per_call)
         print(f"  {project['steps_per_s']:.2f} steps/s", flush=True)
-        baseline = None
-        if not arguments.skip_baseline:
-            print(f"seed-style eager baseline: {arguments.seconds:.0f} s ...", flush=True)
-            baseline = measure_seed_style_baseline(config, mnist, mnistm, arguments.seconds,
-                                                   os.path.join(scratch, "baseline"))
-            print(f"  {baseline['steps_per_s']:.2f} steps/s", flush=True)
+    baseline = None
+    if not arguments.skip_baseline:
+        print(f"seed-style eager baseline: {arguments.seconds:.0f} s ...", flush=True)
+        baseline = measure_in_subprocess("train_speed.py", arguments, ["--measure", "baseline"])
+        print(f"  {baseline['steps_per_s']:.2f} steps/s", flush=True)
     torch_result = None
     if not arguments.skip_torch:
         print(f"PyTorch baseline: {arguments.seconds:.0f} s ...", flush=True)
-        torch_result = measure_torch(arguments)
+        torch_result = (measure_in_subprocess("torch_baseline.py", arguments, torch_options(arguments))
+                        if importlib.util.find_spec("torch") else None)
         print("  torch not installed: skipped" if torch_result is None
               else f"  {torch_result['steps_per_s']:.2f} steps/s", flush=True)
 
@@ -249,6 +283,7 @@ def main(arguments):
         "baseline": baseline,
         "torch": torch_result,
         "settings": {**machine.settings(tf), "steps_per_call": arguments.steps_per_call,
+                     "batch_shards": shards,
                      "batch_size": config.batch_size, "seconds_per_measurement": arguments.seconds,
                      "load_average_at_start": load_at_start},
     }

@@ -42,6 +42,7 @@ def test_bad_overrides_are_refused(arguments, message):
     ("learning_rate", 0.0), ("learning_rate", -0.01), ("batch_size", 255), ("batch_size", 0),
     ("mode", "adversarial"), ("epochs", 0.0), ("epochs", -1.0), ("momentum", 1.0),
     ("log_every", 0), ("steps_per_call", 0), ("conv1_filters", 0), ("lambda_gamma", -1.0),
+    ("batch_shards", -1), ("batch_shards", 3),
 ])
 def test_invalid_values_are_refused(field, value):
     with pytest.raises(ValueError, match=f"Invalid config: .*{field}"):

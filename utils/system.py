@@ -1,20 +1,53 @@
-"""TensorFlow runtime settings: seeds, determinism, GPU memory growth."""
+"""TensorFlow runtime settings: threads, seeds, determinism, GPU memory growth."""
+
+import os
 
 import keras
 import tensorflow as tf
 
 
-def configure(seed, deterministic=False):
-    """Seeds Python, NumPy and TensorFlow; sets op determinism; lets GPUs grow their memory.
+def batch_shards(requested, half_batch):
+    """How many slices of each batch train.py computes side by side (config.batch_shards).
 
-    Memory growth must be set before a GPU is first used, so call this before
-    building any model. On a CPU-only machine the GPU loop does nothing.
+    0 picks: 1 with a GPU; on a CPU with 2 or more cores, 2 when the half
+    batch splits evenly. Two slices, each computed with half of the cores,
+    keep both cores busier than one batch computed with all of them: measured
+    here at +28% steps/s on 2 cores (README, "Performance").
+    """
+    if requested > 0:
+        return requested
+    if tf.config.list_physical_devices("GPU") or len(os.sched_getaffinity(0)) < 2:
+        return 1
+    return 2 if half_batch % 2 == 0 else 1
+
+
+def configure(seed, deterministic=False, shards=1):
+    """Sets threads for `shards` parallel slices; seeds Python, NumPy and TensorFlow; sets op
+    determinism; lets GPUs grow their memory.
+
+    Threads and memory growth must be set before TensorFlow first runs an op,
+    so call this before building any model; if the runtime has already
+    started (a second run in one process), its thread settings stay.
     """
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass  # The GPU was already initialised by an earlier call in this process.
+    if shards > 1 and not tf.config.list_physical_devices("GPU"):
+        cpus = len(os.sched_getaffinity(0))
+        try:
+            # One slice per inter-op thread, each op of a slice on its share of the cores.
+            tf.config.threading.set_inter_op_parallelism_threads(shards)
+            tf.config.threading.set_intra_op_parallelism_threads(max(1, cpus // shards))
+        except RuntimeError:
+            pass  # The runtime has started: threads can no longer change.
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def configure_for(config):
+    """configure() with a Config's seed, determinism and batch shards."""
+    configure(config.seed, config.deterministic,
+              batch_shards(config.batch_shards, config.batch_size // 2))
