@@ -41,7 +41,7 @@ class Config:
 
     # training
     mode: str = "dann"  # dann | source_only | target_only
-    epochs: float = 20.0  # Length in epochs of the 60,000 source images; p runs 0 -> 1 over it.
+    epochs: float = 30.0  # Length in epochs of the 60,000 source images; p runs 0 -> 1 over it.
     batch_size: int = 128  # Per step; half source, half target (docs/recipe.md).
     seed: int = 0
 

@@ -104,6 +104,7 @@ def main(arguments):
         "step_at_target": reached and reached["step"],
         "final_target_acc": final["val/target_acc"],
         "final_source_acc": final["val/source_acc"],
+        "final_domain_acc": final["val/domain_acc"],
         "steps": final["steps"],
         "training_seconds": final["training_seconds"],
         "evaluation_seconds_excluded": final["wall_seconds"] - final["training_seconds"],
