@@ -252,7 +252,8 @@ def main(arguments):
     if not arguments.skip_baseline:
         print(f"seed-style eager baseline: {arguments.seconds:.0f} s ...", flush=True)
         baseline = measure_in_subprocess("train_speed.py", arguments, ["--measure", "baseline"])
-        print(f"  {baseline['steps_per_s']:.2f} steps/s", flush=True)
+        print("  failed: see above" if baseline is None
+              else f"  {baseline['steps_per_s']:.2f} steps/s", flush=True)
     torch_result = None
     if not arguments.skip_torch:
         print(f"PyTorch baseline: {arguments.seconds:.0f} s ...", flush=True)
