@@ -12,7 +12,7 @@ def batch_shards(requested, half_batch):
     0 picks: 1 with a GPU; on a CPU with 2 or more cores, 2 when the half
     batch splits evenly. Two slices, each computed with half of the cores,
     keep both cores busier than one batch computed with all of them: measured
-    here at +28% steps/s on 2 cores (README, "Performance").
+    here at +11% steps/s on 2 cores (README, "Performance").
     """
     if requested > 0:
         return requested
@@ -29,12 +29,13 @@ def configure(seed, deterministic=False, shards=1):
     so call this before building any model; if the runtime has already
     started (a second run in one process), its thread settings stay.
     """
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass  # The GPU was already initialised by an earlier call in this process.
-    if shards > 1 and not tf.config.list_physical_devices("GPU"):
+    if shards > 1 and not gpus:
         cpus = len(os.sched_getaffinity(0))
         try:
             # One slice per inter-op thread, each op of a slice on its share of the cores.
