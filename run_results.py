@@ -133,7 +133,7 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
                      f"| {len(finals)} of {len(seeds)} |")
     lines += ["", "## Runs", "", "| run | MNIST-M test | MNIST test | steps | wall time | command |",
               "| --- | --- | --- | --- | --- | --- |"]
-    machines, missing, total_seconds = set(), [], 0.0
+    machines, missing, total_seconds, any_resumed = set(), [], 0.0, False
     for mode in modes:
         for seed in seeds:
             command = "python " + shlex.join(train_command(mode, seed, train_arguments))
@@ -144,7 +144,9 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
             # The child process's time when run_results.py ran it; else train.py's own timer.
             seconds = record["seconds"] if record else final["wall_seconds"]
             total_seconds += seconds
-            resumed = " (last session)" if record and record["resumed"] else ""
+            # The stopped part's time died with its process: say so rather than under-report.
+            resumed = " (resumed: last part only)" if record and record["resumed"] else ""
+            any_resumed = any_resumed or bool(resumed)
             if record:
                 machines.add(record["machine"])
                 command = record["command"]
@@ -153,7 +155,8 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
     if missing:
         lines += ["", "Not run yet:", *missing]
     lines += ["", "## Machine", "",
-              f"Total wall time of the runs above: {total_seconds / 3600:.2f} h.", "",
+              f"Total wall time of the runs above: {total_seconds / 3600:.2f} h"
+              + (", without the parts of resumed runs before their stop." if any_resumed else "."), "",
               *(f"- {machine}" for machine in sorted(machines or {machine_description()})),
               "", f"Table written by `{invocation}` on {datetime.date.today().isoformat()}."]
     return "\n".join(lines) + "\n"

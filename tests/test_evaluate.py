@@ -69,6 +69,18 @@ def test_a_keras_file_alone_reports_domain_accuracy_unavailable(tiny_run, tmp_pa
     assert results["model"] == "tiny" and "mnistm_official_test_accuracy" not in results
 
 
+def test_mnistm_train_adds_the_train_labels_accuracy(tiny_run, tmp_path):
+    out = tmp_path / "evaluation.json"
+    assert run_evaluate(tiny_run, out, "--mnistm-train") == 0
+    results = json.loads(out.read_text())
+    mnistm = load_mnistm(str(tiny_run["folder"] / "mnist_m.npz"))
+    classifier = evaluation.load_classifier(tiny_run["checkpoint"] + "/classifier.keras")
+    predictions = np.argmax(classifier(mnistm["x_train"].astype(np.float32)), axis=-1)
+    assert results["test_images"]["mnistm_train"] == len(mnistm["x_train"]) == 48
+    assert results["mnistm_train_accuracy"] == pytest.approx(np.mean(predictions == mnistm["y_train"]))
+    assert (tmp_path / "evaluation_confusion_mnistm_train.png").stat().st_size > 1000
+
+
 @pytest.mark.parametrize("problem, message", [
     ("missing model", "does not exist. Pass a .keras file"),
     ("damaged model", "Cannot load .* as a Keras model"),
@@ -135,6 +147,8 @@ def test_the_results_table_gives_mean_and_spread_beside_the_paper(tmp_path):
             folder = tmp_path / "logs" / run_results.run_name(mode, seed)
             folder.mkdir(parents=True)
             (folder / "final.json").write_text(json.dumps(fake_final(value)))
+    resumed_record = {"command": "python train.py --resume", "seconds": 300.0, "resumed": True, "machine": "m"}
+    (tmp_path / "logs" / "results-dann-seed0" / "run_results.json").write_text(json.dumps(resumed_record))
     out = tmp_path / "results.md"
     assert run_results.main(["--table-only", "--out", str(out), "--log_dir", str(tmp_path / "logs")]) == 0
     table = out.read_text()
@@ -142,7 +156,9 @@ def test_the_results_table_gives_mean_and_spread_beside_the_paper(tmp_path):
     assert "| DANN (`dann`) | 0.7200 ± 0.0200 | 0.7666 |" in table
     assert "| train on target (`target_only`) | 0.9600 ± 0.0000 | 0.9596 |" in table
     assert "`python train.py --mode target_only --seed 2 --run_name results-target_only-seed2" in table
-    assert "Total wall time of the runs above: 1.33 h" in table and "cores" in table
+    assert "| 5.0 min (resumed: last part only) | `python train.py --resume` |" in table
+    assert "Total wall time of the runs above: 1.25 h, without the parts of resumed runs" in table
+    assert "- m" in table
 
 
 def test_run_results_trains_a_missing_run_then_skips_it(tmp_path, monkeypatch):

@@ -136,11 +136,12 @@ def restore_networks(checkpoint_path, config):
     return networks
 
 
-def load_test_sets(mnist_path, mnistm_path, binarize_source):
+def load_test_sets(mnist_path, mnistm_path, binarize_source, mnistm_train=False):
     """{"mnist": (images, labels), "mnistm": (images, labels)}: both test sets as uint8 RGB, as training saw them.
 
     The export normalises pixels itself, but the grey-to-RGB step (and the
     binarisation the run was trained with) happens outside it, so it is done here.
+    mnistm_train adds "mnistm_train": the MNIST-M train images and labels.
     mnist_path "" downloads MNIST. Raises DataError when a file is missing or damaged.
     """
     if not os.path.isfile(mnistm_path):
@@ -148,8 +149,11 @@ def load_test_sets(mnist_path, mnistm_path, binarize_source):
                         "`python create_mnistm.py`, or point --mnistm at it.")
     _, _, mnist_images, mnist_labels = load_mnist(mnist_path or None)
     mnistm = load_mnistm(mnistm_path)
-    return {"mnist": (pipeline.source_to_rgb(mnist_images, binarize=binarize_source).numpy(), mnist_labels),
-            "mnistm": (mnistm["x_test"], mnistm["y_test"])}
+    test_sets = {"mnist": (pipeline.source_to_rgb(mnist_images, binarize=binarize_source).numpy(), mnist_labels),
+                 "mnistm": (mnistm["x_test"], mnistm["y_test"])}
+    if mnistm_train:
+        test_sets["mnistm_train"] = (mnistm["x_train"], mnistm["y_train"])
+    return test_sets
 
 
 def float_batches(images, batch_size=BATCH_SIZE):
