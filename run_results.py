@@ -133,7 +133,7 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
                      f"| {len(finals)} of {len(seeds)} |")
     lines += ["", "## Runs", "", "| run | MNIST-M test | MNIST test | steps | wall time | command |",
               "| --- | --- | --- | --- | --- | --- |"]
-    machines, missing, total_seconds, any_resumed = set(), [], 0.0, False
+    machines, missing, total_seconds = set(), [], 0.0
     for mode in modes:
         for seed in seeds:
             command = "python " + shlex.join(train_command(mode, seed, train_arguments))
@@ -146,7 +146,6 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
             total_seconds += seconds
             # The stopped part's time died with its process: say so rather than under-report.
             resumed = " (resumed: last part only)" if record and record["resumed"] else ""
-            any_resumed = any_resumed or bool(resumed)
             if record:
                 machines.add(record["machine"])
                 command = record["command"]
@@ -154,6 +153,7 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
                          f"{final['val/source_acc']:.4f} | {final['steps']} | {seconds / 60:.1f} min{resumed} | `{command}` |")
     if missing:
         lines += ["", "Not run yet:", *missing]
+    any_resumed = any(run["record"] and run["record"]["resumed"] for run in runs.values())
     lines += ["", "## Machine", "",
               f"Total wall time of the runs above: {total_seconds / 3600:.2f} h"
               + (", without the parts of resumed runs before their stop." if any_resumed else "."), "",
