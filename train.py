@@ -134,6 +134,12 @@ class Trainer:
             else:
                 label_loss = cross_entropy(source_labels, label_logits[:half])
             domain_loss = cross_entropy(domain_labels, domain_logits)
+            # The domain loss is not weighted by lambda: lambda reaches only the
+            # features, through the GRL, and the domain classifier learns at the
+            # full rate. The JMLR paper's general update (eq. 15) scales the
+            # domain classifier's step by lambda too, but its experiments
+            # (section 5.2.2) update that classifier with a fixed lambda of 1
+            # so that it trains as fast as the label classifier.
             total_loss = label_loss + domain_loss
         metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
                    "source_acc": accuracy(source_labels, label_logits[:half]),
