@@ -107,6 +107,11 @@ def finished_runs(config, modes, seeds):
     return runs
 
 
+def was_resumed(run):
+    """Whether run_results.py continued this run from a checkpoint (its earlier part's time is lost)."""
+    return bool(run["record"] and run["record"]["resumed"])
+
+
 def mean_and_spread(values):
     """'mean ± sample standard deviation (n runs)' of accuracies; '-' when there are none."""
     if not values:
@@ -145,7 +150,7 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
             seconds = record["seconds"] if record else final["wall_seconds"]
             total_seconds += seconds
             # The stopped part's time died with its process: say so rather than under-report.
-            resumed = " (resumed: last part only)" if record and record["resumed"] else ""
+            resumed = " (resumed: last part only)" if was_resumed(runs[mode, seed]) else ""
             if record:
                 machines.add(record["machine"])
                 command = record["command"]
@@ -153,10 +158,10 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
                          f"{final['val/source_acc']:.4f} | {final['steps']} | {seconds / 60:.1f} min{resumed} | `{command}` |")
     if missing:
         lines += ["", "Not run yet:", *missing]
-    any_resumed = any(run["record"] and run["record"]["resumed"] for run in runs.values())
     lines += ["", "## Machine", "",
               f"Total wall time of the runs above: {total_seconds / 3600:.2f} h"
-              + (", without the parts of resumed runs before their stop." if any_resumed else "."), "",
+              + (", without the parts of resumed runs before their stop."
+                 if any(map(was_resumed, runs.values())) else "."), "",
               *(f"- {machine}" for machine in sorted(machines or {machine_description()})),
               "", f"Table written by `{invocation}` on {datetime.date.today().isoformat()}."]
     return "\n".join(lines) + "\n"
