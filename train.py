@@ -31,9 +31,9 @@ from config import Config, parse_overrides  # noqa: E402
 from model import DANN  # noqa: E402
 from utils import pipeline, schedules, system  # noqa: E402
 from utils.files import atomic_path, write_text_atomic  # noqa: E402
-from utils.mnistm import build_mnistm, load_mnistm  # noqa: E402
+from utils.mnistm import build_mnistm, load_mnistm, pixel_mean  # noqa: E402
 from utils.sources import DataError, load_mnist  # noqa: E402
-from utils.summaries import ScalarWriter  # noqa: E402
+from utils.summaries import ScalarWriter, discard_after  # noqa: E402
 
 EVALUATION_BATCH_SIZE = 1000
 
@@ -45,7 +45,7 @@ class TrainingError(RuntimeError):
 class Trainer:
     """One run: networks, optimizer, data stream, metrics, checkpoints and logs."""
 
-    def __init__(self, config, mnist, mnistm):
+    def __init__(self, config, mnist, mnistm, evaluation_batch_size=EVALUATION_BATCH_SIZE):
         self.config = config
         half_batch = config.batch_size // 2
         source = pipeline.Domain(mnist["x_train"], mnist["y_train"], is_mnist=True,
@@ -53,15 +53,18 @@ class Trainer:
         target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
         self.total_steps = math.ceil(config.epochs * len(source) / half_batch)
         self.shards = system.batch_shards(config.batch_shards, half_batch)
-        self.pixel_mean = [float(value) for value in mnistm["pixel_mean"]]
+        # The mean of what training feeds: the source digits as binarised (or
+        # not) by the config, and the MNIST-M train images.
+        self.pixel_mean = [float(value) for value in pixel_mean(
+            mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source)]
         self.domains = (source, target)
         self.test_sets = {
             "source": pipeline.evaluation_dataset(pipeline.Domain(
                 mnist["x_test"], mnist["y_test"], is_mnist=True, binarize=config.binarize_source),
-                EVALUATION_BATCH_SIZE, self.pixel_mean),
+                evaluation_batch_size, self.pixel_mean),
             "target": pipeline.evaluation_dataset(pipeline.Domain(
                 mnistm["x_test"], mnistm["y_test"], is_mnist=False),
-                EVALUATION_BATCH_SIZE, self.pixel_mean),
+                evaluation_batch_size, self.pixel_mean),
         }
 
         self.networks = DANN(config)
@@ -73,8 +76,11 @@ class Trainer:
         # Building the optimizer now creates its slots, so a checkpoint restores into them.
         self.optimizer.build(self.variables)
         self.open_data_stream()
+        # The label accuracy is logged on the half the label loss trains on.
+        self.labelled_half = "target" if config.mode == "target_only" else "source"
         self.metrics = {name: keras.metrics.Mean(name=name) for name in
-                        ("label_loss", "domain_loss", "total_loss", "source_acc", "domain_acc")}
+                        ("label_loss", "domain_loss", "total_loss", f"{self.labelled_half}_acc",
+                         "domain_acc")}
 
         self.checkpoint = tf.train.Checkpoint(
             feature_extractor=self.networks.feature_extractor,
@@ -129,10 +135,11 @@ class Trainer:
             features = self.networks.feature_extractor(images, training=True)
             label_logits = self.networks.label_classifier(features, training=True)
             domain_logits = self.networks.domain_classifier(features, training=True)
-            if self.config.mode == "target_only":
-                label_loss = cross_entropy(target_labels, label_logits[half:])
+            if self.labelled_half == "target":
+                labels, labelled_logits = target_labels, label_logits[half:]
             else:
-                label_loss = cross_entropy(source_labels, label_logits[:half])
+                labels, labelled_logits = source_labels, label_logits[:half]
+            label_loss = cross_entropy(labels, labelled_logits)
             domain_loss = cross_entropy(domain_labels, domain_logits)
             # The domain loss is not weighted by lambda: lambda reaches only the
             # features, through the GRL, and the domain classifier learns at the
@@ -142,7 +149,7 @@ class Trainer:
             # so that it trains as fast as the label classifier.
             total_loss = label_loss + domain_loss
         metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
-                   "source_acc": accuracy(source_labels, label_logits[:half]),
+                   f"{self.labelled_half}_acc": accuracy(labels, labelled_logits),
                    "domain_acc": accuracy(domain_labels, domain_logits)}
         return tape.gradient(total_loss, self.variables), metrics
 
@@ -188,12 +195,24 @@ class Trainer:
         }
 
     def start(self, resume):
-        """Restores the latest checkpoint when resuming; refuses to overwrite an earlier run."""
+        """Restores the latest checkpoint when resuming; refuses to overwrite an earlier run.
+
+        A run stopped before its first checkpoint saved nothing: starting it
+        again, with or without --resume, begins at step 0. Event points after
+        the restored step (all of them at step 0) are discarded, since this
+        run writes those steps again.
+        """
         config_path = os.path.join(self.log_dir, "config.json")
-        if resume:
-            if self.manager.latest_checkpoint is None:
-                raise TrainingError(f"--resume: no checkpoint in '{self.checkpoint_dir}'. "
-                                    "Run without --resume to start this run.")
+        started_before = os.path.isdir(self.log_dir) and bool(os.listdir(self.log_dir))
+        if self.manager.latest_checkpoint is None:
+            if resume and not started_before:
+                raise TrainingError(f"--resume: no checkpoint in '{self.checkpoint_dir}' and no run "
+                                    f"'{self.config.name}' in '{self.log_dir}'. Check --run_name, or "
+                                    "run without --resume to start this run.")
+            if started_before:
+                print(f"Run '{self.config.name}' stopped before its first checkpoint: "
+                      "nothing was saved, so it starts again at step 0.")
+        elif resume:
             saved = {}
             if os.path.exists(config_path):
                 with open(config_path, encoding="utf-8") as stream:
@@ -205,10 +224,11 @@ class Trainer:
                                     f"{', '.join(changed)}. Resume with the run's own settings.")
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
             self.open_data_stream()
-        elif self.manager.latest_checkpoint or (os.path.isdir(self.log_dir) and os.listdir(self.log_dir)):
-            raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' or "
+        else:
+            raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' and "
                                 f"'{self.checkpoint_dir}'. Pass --resume to continue it, choose "
                                 "another --run_name, or delete those folders.")
+        discard_after(self.log_dir, self.step)
         # Beside the logs for the record, beside the checkpoints for evaluate.py.
         for folder in (self.log_dir, self.checkpoint_dir):
             write_text_atomic(os.path.join(folder, "config.json"), self.config.to_json())
@@ -233,11 +253,12 @@ class Trainer:
             step = self.step
             progress_bar.update(num_steps)
             window = {name: float(metric.result()) for name, metric in self.metrics.items()}
-            if not math.isfinite(window["total_loss"]):
+            # Checked before anything is saved, so no checkpoint holds weights
+            # that a bad step has already damaged.
+            if not math.isfinite(window["total_loss"]) or not self.weights_are_finite():
                 progress_bar.close()
-                raise TrainingError(
-                    f"The loss became {window['total_loss']} before step {step}; the run stopped. "
-                    f"The last good checkpoint is in '{self.checkpoint_dir}'. Try a lower learning_rate.")
+                writer.close()
+                raise TrainingError(self.divergence_message(window["total_loss"], step))
             progress_bar.set_postfix({name: f"{value:.3f}" for name, value in window.items()})
             if step % config.log_every == 0 or step == self.total_steps:
                 writer.write({f"train/{name}": value for name, value in window.items()}, step)
@@ -267,6 +288,21 @@ class Trainer:
         self.export()
         write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
         return final
+
+    def weights_are_finite(self):
+        return all(bool(tf.reduce_all(tf.math.is_finite(variable))) for variable in self.variables)
+
+    def divergence_message(self, loss, step):
+        """Says that training diverged, what was saved, and a command that starts it again."""
+        latest = self.manager.latest_checkpoint
+        saved = (f"Its last checkpoint, at step {latest.rsplit('-', 1)[-1]} in '{self.checkpoint_dir}', "
+                 "holds the weights from before (--resume would continue with the same settings)."
+                 if latest else "No checkpoint had been saved yet.")
+        lower = self.config.learning_rate / 2
+        return (f"The loss became {loss}, or a weight non-finite, by step {step}; the run stopped. "
+                f"{saved} Start it again with a lower "
+                f"learning rate: add --learning_rate {lower:g} --run_name {self.config.name}-lr{lower:g} "
+                "to the same command.")
 
     def export(self):
         """Saves feature extractor + label classifier (with normalisation) as a .keras file."""

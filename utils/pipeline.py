@@ -46,19 +46,27 @@ class Domain:
         return self.prepare(tf.gather(self.images, indices), pixel_mean), tf.gather(self.labels, indices)
 
 
-def _index_batches(size, batch_size, seed, start_step):
+SOURCE_STREAM, TARGET_STREAM = 0, 1  # Folded into the seed, so each domain has its own order.
+
+
+def _index_batches(size, batch_size, seed, stream, start_step):
     """Endless batches of indices into one domain, from batch `start_step` on.
 
     The stream is every epoch's permutation laid end to end, epoch e shuffled
-    with the stateless seed (seed, e). Batch s is therefore a pure function of
-    (seed, s): a resumed run recreates the stream at its step instead of
-    saving the iterator (whose prefetched batches made each checkpoint 31 MB).
+    with the stateless seed (seed, stream) folded with e. Batch s is therefore
+    a pure function of (seed, stream, s): a resumed run recreates the stream
+    at its step instead of saving the iterator (whose prefetched batches made
+    each checkpoint 31 MB). The stream constant keeps the domains' orders
+    independent: with seed + 1 for the target instead, seed k's target order
+    would be seed k + 1's source order, and MNIST-M image i is made from
+    MNIST digit i.
     """
     start = start_step * batch_size
     epochs = tf.data.Dataset.range(start // size, 2**62)
+    stream_seed = tf.constant([seed, stream], tf.int64)
 
     def permutation(epoch):
-        seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
+        seeds = tf.random.experimental.stateless_fold_in(stream_seed, epoch)
         return tf.data.Dataset.from_tensor_slices(
             tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), seeds))
 
@@ -78,8 +86,9 @@ def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0)
         return (*source.gather(source_indices, pixel_mean),
                 *target.gather(target_indices, pixel_mean))
 
-    indices = tf.data.Dataset.zip((_index_batches(len(source), half_batch, seed, start_step),
-                                   _index_batches(len(target), half_batch, seed + 1, start_step)))
+    indices = tf.data.Dataset.zip((
+        _index_batches(len(source), half_batch, seed, SOURCE_STREAM, start_step),
+        _index_batches(len(target), half_batch, seed, TARGET_STREAM, start_step)))
     # Two batches ahead are enough to hide the gather behind the training step;
     # a larger buffer only holds more float images in memory.
     return indices.map(draw).prefetch(2)

@@ -21,7 +21,9 @@ CURVE_FIGURES = {
         Panel("GRL lambda", "lambda", [("schedule/lambda", "lambda")]),
     ]),
     "accuracy": ("Accuracy", [
+        # Training logs the half its label loss uses: source, or target in target_only.
         Panel("label accuracy", "accuracy", [("train/source_acc", "train, source (MNIST)"),
+                                             ("train/target_acc", "train, target (MNIST-M)"),
                                              ("val/source_acc", "test, source (MNIST)"),
                                              ("val/target_acc", "test, target (MNIST-M)")]),
         # At the adversarial equilibrium the domain classifier is at chance, 0.5.

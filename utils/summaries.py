@@ -6,6 +6,10 @@ import os
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
+from utils.files import atomic_path
+
+EVENT_FILES = "events.out.tfevents.*"
+
 
 class ScalarWriter:
     """Writes dicts of scalars as TensorBoard events under one folder."""
@@ -23,13 +27,35 @@ class ScalarWriter:
         self.writer.close()
 
 
+def discard_after(log_dir, step):
+    """Removes from the event files in log_dir every event written for a step after `step`.
+
+    A run resumed from its checkpoint at `step` trains and logs the steps
+    after it again. Without this, TensorBoard would hold two points for each
+    of those steps, the stopped run's and the resumed run's. Each file is
+    rewritten atomically; a file left with no event is removed.
+    """
+    for path in glob.glob(os.path.join(log_dir, EVENT_FILES)):
+        records = [record.numpy() for record in tf.data.TFRecordDataset(path)]
+        kept = [record for record in records if event_pb2.Event.FromString(record).step <= step]
+        if len(kept) == len(records):
+            continue
+        if not kept:
+            os.remove(path)
+            continue
+        with atomic_path(path) as temporary:
+            with tf.io.TFRecordWriter(temporary) as writer:
+                for record in kept:
+                    writer.write(record)
+
+
 def read_scalars(log_dir):
     """Reads every scalar from the event files under log_dir: {tag: [(step, value), ...]}.
 
     For plotting and tests without TensorBoard. TF2 writes scalars as tensors.
     """
     scalars = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True)):
+    for path in sorted(glob.glob(os.path.join(log_dir, "**", EVENT_FILES), recursive=True)):
         for record in tf.data.TFRecordDataset(path):
             event = event_pb2.Event.FromString(record.numpy())
             for value in event.summary.value:
