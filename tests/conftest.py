@@ -1,6 +1,7 @@
 """Shared fixtures: tiny MNIST and BSDS500 files that the tests make, and the real files when present."""
 
 import io
+import math
 import os
 import pathlib
 import tarfile
@@ -9,6 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import train
+from config import Config
+from utils import system
 from utils.official_mnistm import IMAGE_FOLDER, LABELS_FILE
 from utils.sources import BSDS_TRAIN_FOLDER
 
@@ -132,3 +136,47 @@ def real_data_dir():
         pytest.skip("Real data not found: set DANN_DATA_DIR to the folder with mnist.npz and BSR_bsds500.tgz "
                     "(here: ../shared/data).")
     return folder
+
+
+# Tiny training data: 96 images a domain, 6 steps an epoch at 16 + 16 images;
+# test sets of unequal sizes, so that a swapped domain label shows.
+TRAIN_SIZE, SOURCE_TEST_SIZE, TARGET_TEST_SIZE = 96, 40, 30
+
+
+def tiny_training_arrays(seed=0):
+    """MNIST-shaped and MNIST-M-shaped random uint8 arrays, each domain with its own random labels."""
+    rng = np.random.default_rng(seed)
+    mnist = {"x_train": rng.integers(0, 256, (TRAIN_SIZE, 28, 28), dtype=np.uint8),
+             "y_train": rng.integers(0, 10, TRAIN_SIZE).astype(np.uint8),
+             "x_test": rng.integers(0, 256, (SOURCE_TEST_SIZE, 28, 28), dtype=np.uint8),
+             "y_test": rng.integers(0, 10, SOURCE_TEST_SIZE).astype(np.uint8)}
+    mnistm = {"x_train": rng.integers(0, 256, (TRAIN_SIZE, 28, 28, 3), dtype=np.uint8),
+              "y_train": rng.integers(0, 10, TRAIN_SIZE).astype(np.uint8),
+              "x_test": rng.integers(0, 256, (TARGET_TEST_SIZE, 28, 28, 3), dtype=np.uint8),
+              "y_test": rng.integers(0, 10, TARGET_TEST_SIZE).astype(np.uint8),
+              "pixel_mean": np.array([120.0, 110.0, 100.0], np.float32)}
+    return mnist, mnistm
+
+
+def tiny_config(tmp_path, **overrides):
+    """2 epochs = 12 steps of 16 + 16 images, deterministic, with logs and checkpoints under tmp_path."""
+    settings = dict(epochs=2.0, batch_size=32, log_every=2, eval_every=4, checkpoint_every=6,
+                    steps_per_call=3, deterministic=True, log_dir=str(tmp_path / "logs"),
+                    checkpoint_dir=str(tmp_path / "checkpoints"))
+    return Config(**{**settings, **overrides})
+
+
+def make_trainer(config, arrays=None, **trainer_arguments):
+    system.configure(config.seed, config.deterministic)
+    return train.Trainer(config, *(arrays or tiny_training_arrays()), **trainer_arguments)
+
+
+def trained_weights(trainer):
+    return [variable.numpy() for variable in trainer.variables]
+
+
+def paper_schedules(step, total_steps, initial_rate):
+    """The paper's (lr, lambda) at p = step / total_steps, written out here rather than imported."""
+    progress = step / total_steps
+    return (initial_rate / (1 + 10 * progress) ** 0.75,
+            2 / (1 + math.exp(-10 * progress)) - 1)

@@ -83,3 +83,12 @@ def test_evaluation_covers_each_image_once_in_order():
     batches = list(pipeline.evaluation_dataset(indexed_domain(25, False), 10, PIXEL_MEAN))
     assert [int(labels.shape[0]) for _, labels in batches] == [10, 10, 5]
     np.testing.assert_array_equal(np.concatenate([labels for _, labels in batches]), np.arange(25))
+
+
+def test_the_source_and_target_orders_are_independent_of_each_other_and_of_the_next_seed():
+    # MNIST-M image i is made from MNIST digit i: were the target order of seed k
+    # the source order of seed k + 1, two seeds would see the same digits in step.
+    source, target = drawn_indices(24, 6, seed=5, start_step=0, steps=4)
+    next_source, next_target = drawn_indices(24, 6, seed=6, start_step=0, steps=4)
+    for first, second in ((target, next_source), (source, next_target), (source, target)):
+        assert np.mean(first == second) < 0.5

@@ -1,4 +1,4 @@
-"""train.py on tiny synthetic data: the step's gradients, logs, checkpoints, resume, export."""
+"""train.py on tiny synthetic data: logs, checkpoints, resume, divergence, slices and the export."""
 
 import dataclasses
 import json
@@ -11,40 +11,11 @@ import tensorflow as tf
 
 import train
 from config import Config
-from conftest import REQUIRED_TAGS
+from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, tiny_config, tiny_training_arrays,
+                      trained_weights as weights)
 from model import DANN
-from utils import schedules, system
+from utils.sources import load_mnist
 from utils.summaries import read_scalars
-
-def tiny_arrays(size=96, test_size=40, seed=0):
-    """MNIST-shaped and MNIST-M-shaped random uint8 arrays with random labels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size).astype(np.uint8)
-    test_labels = rng.integers(0, 10, test_size).astype(np.uint8)
-    mnist = {"x_train": rng.integers(0, 256, (size, 28, 28), dtype=np.uint8), "y_train": labels,
-             "x_test": rng.integers(0, 256, (test_size, 28, 28), dtype=np.uint8),
-             "y_test": test_labels}
-    mnistm = {"x_train": rng.integers(0, 256, (size, 28, 28, 3), dtype=np.uint8), "y_train": labels,
-              "x_test": rng.integers(0, 256, (test_size, 28, 28, 3), dtype=np.uint8),
-              "y_test": test_labels, "pixel_mean": np.array([120.0, 110.0, 100.0], np.float32)}
-    return mnist, mnistm
-
-
-def tiny_config(tmp_path, **overrides):
-    # 96 images, 16 per half-batch: 6 steps an epoch; 2 epochs = 12 steps.
-    settings = dict(epochs=2.0, batch_size=32, log_every=2, eval_every=4, checkpoint_every=6,
-                    steps_per_call=3, log_dir=str(tmp_path / "logs"),
-                    checkpoint_dir=str(tmp_path / "checkpoints"))
-    return Config(**{**settings, **overrides})
-
-
-def make_trainer(config):
-    system.configure(config.seed, config.deterministic)
-    return train.Trainer(config, *tiny_arrays())
-
-
-def weights(trainer):
-    return [variable.numpy() for variable in trainer.variables]
 
 
 def test_a_short_run_writes_logs_config_checkpoint_and_export(tmp_path):
@@ -57,43 +28,102 @@ def test_a_short_run_writes_logs_config_checkpoint_and_export(tmp_path):
     assert REQUIRED_TAGS <= set(scalars)
     assert [step for step, _ in scalars["train/label_loss"]] == [2, 4, 6, 8, 10, 12]
     assert [step for step, _ in scalars["val/target_acc"]] == [4, 8, 12]
+    # The values the next step uses, at p = step / 12.
     for step, value in scalars["schedule/lambda"]:
-        assert value == pytest.approx(float(schedules.grl_lambda(step / 12)), abs=1e-6)
+        assert value == pytest.approx(paper_schedules(step, 12, 0.01)[1], abs=1e-6)
     for step, value in scalars["schedule/learning_rate"]:
-        assert value == pytest.approx(schedules.learning_rate(step / 12), rel=1e-5)
+        assert value == pytest.approx(paper_schedules(step, 12, 0.01)[0], rel=1e-5)
     assert json.loads((run_logs / "config.json").read_text()) == dataclasses.asdict(config)
     assert json.loads((run_logs / "final.json").read_text())["steps"] == 12
     checkpoint_dir = tmp_path / "checkpoints" / config.name
     assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("ckpt-12")
-    classifier = keras.models.load_model(str(checkpoint_dir / "classifier.keras"))
-    images = tiny_arrays()[1]["x_test"][:5]
-    assert classifier.predict(images.astype(np.float32), verbose=0).shape == (5, 10)
+    assert os.path.isfile(checkpoint_dir / "classifier.keras")
 
 
-def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    uninterrupted = make_trainer(tiny_config(tmp_path / "a", deterministic=True))
+def reference_logits(trainer, pixels):
+    """The networks' logits on (pixels - pixel_mean) / 255, the normalisation written out here."""
+    normalised = (pixels.astype(np.float64) - np.asarray(trainer.pixel_mean)) / 255.0
+    features = trainer.networks.feature_extractor(normalised.astype(np.float32), training=False)
+    return trainer.networks.label_classifier(features, training=False).numpy()
+
+
+def exported_classifier(tmp_path):
+    trainer = make_trainer(tiny_config(tmp_path))
+    trainer.train_steps(tf.constant(3))
+    return trainer, keras.models.load_model(trainer.export())
+
+
+def test_the_export_takes_raw_pixels_and_gives_the_networks_logits(tmp_path):
+    trainer, classifier = exported_classifier(tmp_path)
+    pixels = tiny_training_arrays()[1]["x_test"]
+    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
+                               reference_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
+
+
+def test_the_export_gives_the_networks_logits_on_real_digits(tmp_path, real_data_dir):
+    trainer, classifier = exported_classifier(tmp_path)
+    digits = load_mnist(os.path.join(real_data_dir, "mnist.npz"))[2][:500]
+    pixels = np.repeat(np.where(digits > 0, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
+    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
+                               reference_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
+
+
+def stop_at(trainer, stop_step):
+    """Makes trainer.run() raise KeyboardInterrupt once training reaches stop_step, as Ctrl-C would."""
+    train_steps = trainer.train_steps
+
+    def train_then_stop(num_steps):
+        train_steps(num_steps)
+        if trainer.step >= stop_step:
+            raise KeyboardInterrupt
+
+    trainer.train_steps = train_then_stop
+
+
+@pytest.mark.parametrize("checkpoint_every, stop_step, restored_step", [
+    (6, 8, 6),  # A stop between checkpoints, resumed from an epoch boundary.
+    (4, 7, 4),  # A stop between checkpoints, resumed from the middle of an epoch (6 steps).
+])
+def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path, checkpoint_every, stop_step, restored_step):
+    settings = dict(checkpoint_every=checkpoint_every, log_every=1, steps_per_call=1)
+    uninterrupted = make_trainer(tiny_config(tmp_path / "a", **settings))
     uninterrupted.run()
 
-    config = tiny_config(tmp_path / "b", deterministic=True)
+    config = tiny_config(tmp_path / "b", **settings)
     interrupted = make_trainer(config)
-    save = interrupted.manager.save
-
-    def save_then_stop(checkpoint_number):
-        save(checkpoint_number=checkpoint_number)
-        raise KeyboardInterrupt  # As if the user pressed Ctrl-C right after the first checkpoint.
-
-    interrupted.manager.save = save_then_stop
+    stop_at(interrupted, stop_step)
     with pytest.raises(KeyboardInterrupt):
         interrupted.run()
-    assert interrupted.step == 6
+    assert interrupted.step == stop_step
 
     resumed = make_trainer(config)
+    resumed.start(resume=True)
+    assert resumed.step == restored_step
     resumed.run(resume=True)
-    assert resumed.step == uninterrupted.step == 12
-    for schedule_value, expected in zip(resumed.current_schedule(), uninterrupted.current_schedule()):
-        assert float(schedule_value) == pytest.approx(float(expected), rel=1e-7)
+    assert resumed.step == 12
+    learning_rate, strength = resumed.current_schedule()
+    assert float(strength) == pytest.approx(paper_schedules(12, 12, 0.01)[1], rel=1e-6)
+    assert float(learning_rate) == pytest.approx(
+        paper_schedules(12, 12, 0.01)[0], rel=1e-6)
     for resumed_weight, expected_weight in zip(weights(resumed), weights(uninterrupted)):
         np.testing.assert_array_equal(resumed_weight, expected_weight)
+    # Each step is logged once: the points the stopped run wrote after its checkpoint are gone.
+    for tag, points in read_scalars(str(tmp_path / "b" / "logs" / config.name)).items():
+        assert [step for step, _ in points] == sorted({step for step, _ in points}), tag
+    assert len(read_scalars(str(tmp_path / "b" / "logs" / config.name))["train/label_loss"]) == 12
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
+    config = tiny_config(tmp_path, log_every=1, steps_per_call=1)
+    for resume in (False, False, True):  # Stopped twice, then --resume.
+        trainer = make_trainer(config)
+        stop_at(trainer, 3)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.run(resume=resume)
+        assert trainer.manager.latest_checkpoint is None
+    make_trainer(config).run(resume=True)
+    steps = [step for step, _ in read_scalars(str(tmp_path / "logs" / config.name))["train/label_loss"]]
+    assert steps == list(range(1, 13))
 
 
 def test_slices_side_by_side_give_the_whole_batch_gradient(tmp_path):
@@ -130,10 +160,28 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_to_overwrite(tmp_
         make_trainer(tiny_config(tmp_path, run_name="other")).start(resume=True)
 
 
-def test_a_diverging_run_stops_with_a_message(tmp_path):
-    trainer = make_trainer(tiny_config(tmp_path, learning_rate=1e30, checkpoint_every=1))
-    with pytest.raises(train.TrainingError, match="The loss became"):
-        trainer.run()
+@pytest.mark.parametrize("learning_rate, checkpoint_step", [(1e40, None), (1e30, 1)])
+def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp_path, capsys, learning_rate,
+                                                                          checkpoint_step):
+    # 1e40 is infinite in float32: the first update makes the weights NaN while
+    # the loss of that step is still finite. 1e30 keeps them finite for one step.
+    config = tiny_config(tmp_path, learning_rate=learning_rate, checkpoint_every=1, steps_per_call=1)
+    with pytest.raises(train.TrainingError, match="The loss became") as raised:
+        make_trainer(config).run()
+    message = str(raised.value)
+    if checkpoint_step is None:
+        assert "No checkpoint had been saved yet" in message
+        assert make_trainer(config).manager.latest_checkpoint is None
+    else:
+        assert f"Its last checkpoint, at step {checkpoint_step}" in message
+        restored = make_trainer(config)
+        restored.checkpoint.restore(restored.manager.latest_checkpoint)
+        assert restored.step == checkpoint_step and restored.weights_are_finite()
+    # The advice is a command that works: a lower learning rate under a new name.
+    advice = message.split("add ")[1].split(" to the same command")[0].split()
+    assert advice[:2] == ["--learning_rate", f"{learning_rate / 2:g}"]
+    retry = dataclasses.replace(config, **train.parse_overrides(advice))
+    make_trainer(retry).start(resume=False)
 
 
 def domain_gradients(networks, images, strength):
@@ -158,25 +206,6 @@ def test_in_dann_the_features_ascend_the_domain_loss():
     reversed_gradient, own_gradient = domain_gradients(networks, images, strength=0.8)
     assert np.abs(own_gradient.numpy()).sum() > 0
     np.testing.assert_allclose(reversed_gradient.numpy(), -0.8 * own_gradient.numpy(), rtol=1e-6)
-
-
-@pytest.mark.parametrize("mode", ["source_only", "target_only"])
-def test_baselines_keep_domain_gradients_out_of_the_features(tmp_path, mode):
-    trainer = make_trainer(tiny_config(tmp_path, mode=mode))
-    trainer.train_steps(tf.constant(3))
-    _, strength = trainer.current_schedule()
-    assert float(strength) == 0.0
-    trainer.networks.gradient_reversal.set_strength(strength)
-    images = tf.random.normal([4, 28, 28, 3], seed=7)
-    with tf.GradientTape(persistent=True) as tape:
-        features = trainer.networks.feature_extractor(images)
-        loss = train.cross_entropy(tf.constant([0, 0, 1, 1]),
-                                   trainer.networks.domain_classifier(features))
-    feature_gradients = tape.gradient(loss, trainer.networks.feature_extractor.trainable_variables)
-    assert all(not np.any(gradient.numpy()) for gradient in feature_gradients)
-    # The domain classifier itself still learns: it is a probe of domain separability.
-    probe_gradients = tape.gradient(loss, trainer.networks.domain_classifier.trainable_variables)
-    assert any(np.any(gradient.numpy()) for gradient in probe_gradients)
 
 
 def test_main_refuses_bad_arguments_before_any_work(capsys):

@@ -1,0 +1,167 @@
+"""Plants one mistake at a time in a copy of the project and checks that the tests catch it.
+
+    python tools/plant_mistakes.py                  # every mistake (about 15 minutes on 2 cores)
+    python tools/plant_mistakes.py --list           # their names and what each breaks
+    python tools/plant_mistakes.py --only swapped_domain_labels unset_lambda
+
+Each mistake is a small text edit of one file, the kind a rewrite of the step,
+the schedules, the pipeline or the export could make. The edit is applied to a
+copy of the tracked files in a temporary folder, and the tests that guard that
+part run there; a mistake is caught when they fail. The repository itself is
+never edited. Exits 1 when any mistake passes its tests.
+"""
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One mistake: the file it edits, (old, new) text replacements (each old text
+# must occur exactly once), what it breaks, and the test files that should catch it.
+Mistake = collections.namedtuple("Mistake", ["name", "path", "edits", "breaks", "tests"])
+STEP_TESTS = ["tests/test_step.py"]
+MISTAKES = [
+    Mistake("swapped_domain_labels", "train.py",
+            [("tf.zeros([half], tf.int32), tf.ones([half], tf.int32)",
+              "tf.ones([half], tf.int32), tf.zeros([half], tf.int32)")],
+            "domain labels swapped in training only (1 = source)", STEP_TESTS),
+    Mistake("unset_lambda", "train.py",
+            [("        self.networks.gradient_reversal.set_strength(strength)\n", "")],
+            "the GRL strength never set inside the step (it stays 0)", STEP_TESTS),
+    Mistake("labels_on_both_halves", "train.py",
+            [("labels, labelled_logits = source_labels, label_logits[:half]",
+              "labels, labelled_logits = tf.concat([source_labels, target_labels], 0), label_logits")],
+            "the label loss also trained on the target half's labels", STEP_TESTS),
+    Mistake("summed_slices", "train.py",
+            [("gradients = [tf.add_n(list(parts)) / self.shards", "gradients = [tf.add_n(list(parts))")],
+            "the slices' gradients summed instead of averaged", STEP_TESTS),
+    Mistake("domain_loss_weighted", "train.py",
+            [("total_loss = label_loss + domain_loss", "total_loss = label_loss + 0.5 * domain_loss")],
+            "the domain loss halved, so the domain classifier learns at half the rate", STEP_TESTS),
+    Mistake("grl_sign", "model/grl.py",
+            [("return -tf.cast(strength, upstream.dtype) * upstream",
+              "return tf.cast(strength, upstream.dtype) * upstream")],
+            "the GRL passes the gradient on unreversed", STEP_TESTS),
+    Mistake("lambda_schedule", "utils/schedules.py",
+            [("2.0 / (1.0 + tf.exp(-gamma *", "2.0 / (1.0 + tf.exp(-0.5 * gamma *")],
+            "lambda rises at half the paper's rate", STEP_TESTS),
+    Mistake("learning_rate_schedule", "utils/schedules.py",
+            [("return initial / (1.0 + alpha * progress) ** beta",
+              "return initial / (1.0 + alpha * progress) ** (beta / 2)")],
+            "the learning rate decays with half the paper's exponent", STEP_TESTS),
+    Mistake("progress_off_by_one", "utils/schedules.py",
+            [("ratio = tf.cast(step, tf.float32) / tf.cast(total_steps, tf.float32)",
+              "ratio = tf.cast(step + 1, tf.float32) / tf.cast(total_steps, tf.float32)")],
+            "p runs one step ahead of the optimizer's step", STEP_TESTS),
+    Mistake("momentum_dropped", "train.py",
+            [("            momentum=config.momentum)", "            momentum=0.0)")],
+            "SGD without the configured momentum", STEP_TESTS),
+    Mistake("binarise_threshold", "utils/pipeline.py",
+            [("images = tf.where(images > 0,", "images = tf.where(images > 127,")],
+            "source digits binarised at 128 instead of > 0", STEP_TESTS + ["tests/test_pipeline.py"]),
+    Mistake("normalise_scale", "utils/pipeline.py",
+            [("tf.constant(pixel_mean, tf.float32)) / 255.0", "tf.constant(pixel_mean, tf.float32)) / 127.5")],
+            "training input scaled by 1/127.5 instead of 1/255", STEP_TESTS + ["tests/test_pipeline.py"]),
+    Mistake("coupled_streams", "utils/pipeline.py",
+            [("_index_batches(len(target), half_batch, seed, TARGET_STREAM, start_step)",
+              "_index_batches(len(target), half_batch, seed + 1, SOURCE_STREAM, start_step)")],
+            "the target order is the next seed's source order", ["tests/test_pipeline.py"]),
+    Mistake("grey_pixel_mean", "train.py",
+            [("mnist[\"x_train\"], mnistm[\"x_train\"], binarize_source=config.binarize_source)",
+              "mnist[\"x_train\"], mnistm[\"x_train\"])")],
+            "the pixel mean taken over grey digits while training feeds binarised ones", STEP_TESTS),
+    Mistake("export_variance", "model/networks.py",
+            [("variance=[255.0 ** 2] * 3", "variance=[255.0] * 3")],
+            "the export divides by sqrt(255) instead of 255", ["tests/test_train.py"]),
+    Mistake("export_mean", "model/networks.py",
+            [("mean=list(pixel_mean)", "mean=[0.0, 0.0, 0.0]")],
+            "the export forgets the pixel mean", ["tests/test_train.py"]),
+    Mistake("mean_of_batch_means", "train.py",
+            [("count = tf.cast(count, tf.float32)", "count = tf.constant(1.0)"),
+             ("sums[3] + int(labels.shape[0])", "sums[3] + 1")],
+            "evaluation averages per-batch means, so a short last batch weighs as much as a full one",
+             STEP_TESTS),
+    Mistake("resume_restarts_the_stream", "train.py",
+            [("            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()\n"
+              "            self.open_data_stream()\n",
+              "            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()\n")],
+            "a resumed run draws the batches of step 0 again", ["tests/test_train.py"]),
+    Mistake("stale_points_kept", "train.py",
+            [("        discard_after(self.log_dir, self.step)\n", "")],
+            "a resumed run's TensorBoard holds each step after the checkpoint twice", ["tests/test_train.py"]),
+]
+
+
+def copy_project(destination):
+    """Copies the files git tracks (and untracked, unignored ones) into destination."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=REPOSITORY, capture_output=True, check=True).stdout.decode().split("\0")
+    for relative in filter(None, listed):
+        source = os.path.join(REPOSITORY, relative)
+        if os.path.isfile(source):
+            target = os.path.join(destination, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def plant(folder, mistake):
+    path = os.path.join(folder, mistake.path)
+    with open(path, encoding="utf-8") as stream:
+        text = stream.read()
+    for old, new in mistake.edits:
+        if text.count(old) != 1:
+            raise SystemExit(f"error: '{mistake.name}': the text to replace occurs {text.count(old)} times "
+                             f"in {mistake.path}, not once; update the mistake to the current code.")
+        text = text.replace(old, new)
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+def run_tests(folder, tests):
+    """Runs pytest on `tests` in folder; returns (caught, the last summary line).
+
+    Only pytest's exit code 1, tests that ran and failed, counts as caught: a
+    planted edit that breaks the import or collection (exit code 2) is an
+    error of the edit, not a test catching the mistake.
+    """
+    completed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                               cwd=folder, capture_output=True, text=True, check=False)
+    lines = completed.stdout.strip().splitlines()
+    return completed.returncode == 1, lines[-1] if lines else completed.stderr.strip()[-200:]
+
+
+def main(arguments=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=[mistake.name for mistake in MISTAKES],
+                        help="Plant only these mistakes.")
+    parser.add_argument("--list", action="store_true", help="List the mistakes and exit.")
+    arguments = parser.parse_args(arguments)
+    chosen = [mistake for mistake in MISTAKES if not arguments.only or mistake.name in arguments.only]
+    if arguments.list:
+        for mistake in chosen:
+            print(f"{mistake.name:<28} {mistake.path:<20} {mistake.breaks}")
+        return 0
+    missed = []
+    for mistake in chosen:
+        with tempfile.TemporaryDirectory(prefix="dann-mistake-") as folder:
+            copy_project(folder)
+            plant(folder, mistake)
+            started = time.perf_counter()
+            caught, summary = run_tests(folder, mistake.tests)
+        print(f"{'caught' if caught else 'MISSED':<7} {mistake.name:<28} {time.perf_counter() - started:5.0f} s  "
+              f"{' '.join(mistake.tests)}: {summary}", flush=True)
+        if not caught:
+            missed.append(mistake.name)
+    print(f"{len(chosen) - len(missed)} of {len(chosen)} planted mistakes caught"
+          + (f"; missed: {', '.join(missed)}" if missed else "."))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
