@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from config import MODES, Config, parse_overrides
+from config import MODES, parse_overrides, preset_config
 from utils.files import write_text_atomic
 
 TRAIN_ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}  # The short names train.py accepts.
@@ -52,7 +52,7 @@ def parse_arguments(arguments):
     if fixed:
         parser.error(f"{', '.join('--' + name for name in fixed)}: set per run by run_results.py; "
                      "use --modes and --seeds instead.")
-    return parsed, train_arguments, Config(**overrides)
+    return parsed, train_arguments, preset_config(**overrides)
 
 
 def run_name(mode, seed):

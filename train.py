@@ -4,6 +4,7 @@
     python train.py --mode source_only       # lower bound: no adaptation
     python train.py --mode target_only       # upper bound: trained on MNIST-M labels
     python train.py --seed 1 --epochs 5      # any config.py field, spelled as the field is
+    python train.py --preset daipuwei        # a named preset of config.py (PRESETS)
     python train.py --resume                 # continue the run from its latest checkpoint
     python train.py --mnist PATH --bsds PATH # local copies of mnist.npz and BSR_bsds500.tgz
 
@@ -17,6 +18,7 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -27,7 +29,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from config import Config, parse_overrides  # noqa: E402
+from config import parse_overrides, preset_config  # noqa: E402
 from model import DANN  # noqa: E402
 from utils import pipeline, schedules, system  # noqa: E402
 from utils.files import atomic_path, write_text_atomic  # noqa: E402
@@ -69,10 +71,9 @@ class Trainer:
 
         self.networks = DANN(config)
         self.variables = self.networks.trainable_variables
-        self.optimizer = keras.optimizers.SGD(
-            schedules.PaperLearningRate(self.total_steps, config.learning_rate,
-                                        config.lr_alpha, config.lr_beta),
-            momentum=config.momentum)
+        # With ema_momentum, the optimizer also keeps a moving average of the
+        # weights, which evaluation and export use (evaluation_weights).
+        self.optimizer = schedules.paper_optimizer(config, self.total_steps)
         # Building the optimizer now creates its slots, so a checkpoint restores into them.
         self.optimizer.build(self.variables)
         self.open_data_stream()
@@ -104,7 +105,7 @@ class Trainer:
     def current_schedule(self):
         """The learning rate and GRL lambda that the next step uses."""
         progress = schedules.progress(self.optimizer.iterations, self.total_steps)
-        strength = (schedules.grl_lambda(progress, self.config.lambda_gamma)
+        strength = (schedules.grl_lambda(progress, self.config.lambda_gamma, self.config.lambda_max)
                     if self.config.mode == "dann" else 0.0)
         return self.optimizer.learning_rate, strength
 
@@ -147,7 +148,7 @@ class Trainer:
             # domain classifier's step by lambda too, but its experiments
             # (section 5.2.2) update that classifier with a fixed lambda of 1
             # so that it trains as fast as the label classifier.
-            total_loss = label_loss + domain_loss
+            total_loss = label_loss + self.config.domain_loss_weight * domain_loss
         metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
                    f"{self.labelled_half}_acc": accuracy(labels, labelled_logits),
                    "domain_acc": accuracy(domain_labels, domain_logits)}
@@ -175,16 +176,37 @@ class Trainer:
         return (count * accuracy(labels, label_logits), count * cross_entropy(labels, label_logits),
                 count * accuracy(domain_labels, domain_logits))
 
+    @contextlib.contextmanager
+    def evaluation_weights(self):
+        """Inside it, the networks hold the weights to evaluate and export.
+
+        With ema_momentum > 0 those are the optimizer's moving averages, swapped
+        in for the duration (as keras.callbacks.SwapEMAWeights does); training
+        continues from the weights themselves. Otherwise, the weights.
+        """
+        if not self.optimizer.use_ema:
+            yield
+            return
+        current = [variable.numpy() for variable in self.variables]
+        for variable, average in zip(self.variables, self.optimizer._model_variables_moving_average):
+            variable.assign(average)
+        try:
+            yield
+        finally:
+            for variable, value in zip(self.variables, current):
+                variable.assign(value)
+
     def evaluate(self):
         """Accuracy and loss on MNIST test (source) and MNIST-M test (target), summed over batches."""
         totals = {}
-        for domain_index, (domain, dataset) in enumerate(self.test_sets.items()):
-            sums = [0.0, 0.0, 0.0, 0]
-            for images, labels in dataset:
-                correct, loss, domain_correct = self.evaluate_batch(images, labels, domain_index)
-                sums = [sums[0] + float(correct), sums[1] + float(loss),
-                        sums[2] + float(domain_correct), sums[3] + int(labels.shape[0])]
-            totals[domain] = sums
+        with self.evaluation_weights():
+            for domain_index, (domain, dataset) in enumerate(self.test_sets.items()):
+                sums = [0.0, 0.0, 0.0, 0]
+                for images, labels in dataset:
+                    correct, loss, domain_correct = self.evaluate_batch(images, labels, domain_index)
+                    sums = [sums[0] + float(correct), sums[1] + float(loss),
+                            sums[2] + float(domain_correct), sums[3] + int(labels.shape[0])]
+                totals[domain] = sums
         seen = totals["source"][3] + totals["target"][3]
         return {
             "val/source_acc": totals["source"][0] / totals["source"][3],
@@ -307,7 +329,7 @@ class Trainer:
     def export(self):
         """Saves feature extractor + label classifier (with normalisation) as a .keras file."""
         path = os.path.join(self.checkpoint_dir, "classifier.keras")
-        with atomic_path(path) as temporary:
+        with atomic_path(path) as temporary, self.evaluation_weights():
             self.networks.classifier(self.pixel_mean).save(temporary)
         return path
 
@@ -340,8 +362,8 @@ def main(arguments):
     resume = "--resume" in arguments
     arguments = [argument for argument in arguments if argument != "--resume"]
     try:
-        config = Config(**parse_overrides(arguments, aliases={"mnist": "mnist_path",
-                                                              "bsds": "bsds_path"}))
+        overrides = parse_overrides(arguments, aliases={"mnist": "mnist_path", "bsds": "bsds_path"})
+        config = preset_config(**overrides)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ import train  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
-from config import Config, parse_overrides  # noqa: E402
+from config import parse_overrides, preset_config  # noqa: E402
 from utils import system  # noqa: E402
 
 PAPER_TARGET_ACCURACY = 0.7666  # Ganin & Lempitsky (2015), table 1, MNIST -> MNIST-M.
@@ -87,7 +87,7 @@ def main(arguments):
         print(f"error: {error}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="dann-time-to-accuracy-") as scratch:
-        config = Config(**overrides, log_dir=os.path.join(scratch, "logs"),
+        config = preset_config(**overrides, log_dir=os.path.join(scratch, "logs"),
                         checkpoint_dir=os.path.join(scratch, "checkpoints"))
         setup_started = time.perf_counter()
         system.configure_for(config)

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from config import Config, parse_overrides
+import train
+from conftest import make_trainer
+from config import PRESETS, Config, parse_overrides, preset_config
 
 
 def test_defaults_follow_the_paper():
@@ -42,7 +44,8 @@ def test_bad_overrides_are_refused(arguments, message):
     ("learning_rate", 0.0), ("learning_rate", -0.01), ("batch_size", 255), ("batch_size", 0),
     ("mode", "adversarial"), ("epochs", 0.0), ("epochs", -1.0), ("momentum", 1.0),
     ("log_every", 0), ("steps_per_call", 0), ("conv1_filters", 0), ("lambda_gamma", -1.0),
-    ("batch_shards", -1), ("batch_shards", 3),
+    ("batch_shards", -1), ("batch_shards", 3), ("lambda_max", -0.5), ("domain_loss_weight", -1.0),
+    ("ema_momentum", 1.0), ("ema_momentum", -0.1), ("preset", "fast"),
 ])
 def test_invalid_values_are_refused(field, value):
     with pytest.raises(ValueError, match=f"Invalid config: .*{field}"):
@@ -52,3 +55,39 @@ def test_invalid_values_are_refused(field, value):
 def test_config_round_trips_through_json():
     config = Config(seed=7, mode="target_only")
     assert Config(**json.loads(config.to_json())) == config
+
+
+def test_the_paper_preset_is_the_defaults_and_the_default_preset():
+    assert PRESETS["paper"] == {}
+    assert preset_config() == preset_config("paper") == Config()
+    assert Config().preset == "paper"
+
+
+def test_a_preset_sets_its_values_and_overrides_go_on_top():
+    config = preset_config("daipuwei", epochs=3.0, seed=2)
+    assert config.preset == "daipuwei"
+    assert (config.batch_size, config.binarize_source, config.domain_loss_weight) == (256, False, 2.0)
+    assert (config.epochs, config.seed) == (3.0, 2)
+    assert Config(**json.loads(config.to_json())) == config  # The name and the values, in config.json.
+
+
+def test_an_unknown_preset_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="Unknown preset 'fast'. Known presets: paper, daipuwei"):
+        preset_config("fast")
+
+
+def test_a_run_saves_the_preset_and_its_values_in_config_json(tmp_path):
+    config = preset_config("daipuwei", epochs=2.0, batch_size=32, log_dir=str(tmp_path / "logs"),
+                           checkpoint_dir=str(tmp_path / "checkpoints"))
+    trainer = make_trainer(config)
+    trainer.start(resume=False)
+    saved = json.loads((tmp_path / "logs" / config.name / "config.json").read_text())
+    assert saved["preset"] == "daipuwei" and saved["batch_size"] == 32
+    assert (saved["binarize_source"], saved["domain_loss_weight"]) == (False, 2.0)
+
+
+def test_train_refuses_an_unknown_preset_with_one_error_line(capsys):
+    assert train.main(["--preset", "fast"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "Known presets: paper, daipuwei" in error
+    assert len(error.strip().splitlines()) == 1

@@ -60,6 +60,23 @@ def test_a_checkpoint_folder_reproduces_the_runs_final_evaluation(tiny_run, tmp_
     assert "MNIST-M test (target)" in printed and "domain accuracy: " in printed
 
 
+def test_a_run_with_a_moving_average_evaluates_the_averaged_weights(tiny_run, tmp_path):
+    # The export and the final evaluation use the averages; evaluate.py restores
+    # them from the checkpoint for the domain classifier too.
+    config = Config(epochs=1.0, batch_size=16, eval_every=3, checkpoint_every=3, steps_per_call=3,
+                    ema_momentum=0.5, run_name="tiny_ema", log_dir=str(tmp_path / "logs"),
+                    checkpoint_dir=str(tmp_path / "checkpoints"))
+    system.configure(config.seed)
+    mnist = dict(np.load(tiny_run["data"][1]))
+    final = train.Trainer(config, mnist, load_mnistm(tiny_run["data"][3])).run()
+    out = tmp_path / "evaluation.json"
+    assert run_evaluate(tiny_run, out, model=str(tmp_path / "checkpoints" / "tiny_ema")) == 0
+    results = json.loads(out.read_text())
+    assert results["mnist_test_accuracy"] == pytest.approx(final["val/source_acc"], abs=1e-6)
+    assert results["mnistm_test_accuracy"] == pytest.approx(final["val/target_acc"], abs=1e-6)
+    assert results["domain_accuracy"]["overall"] == pytest.approx(final["val/domain_acc"], abs=1e-6)
+
+
 def test_a_keras_file_alone_reports_domain_accuracy_unavailable(tiny_run, tmp_path):
     out = tmp_path / "evaluation.json"
     assert run_evaluate(tiny_run, out, model=tiny_run["checkpoint"] + "/classifier.keras") == 0

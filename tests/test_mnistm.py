@@ -172,7 +172,17 @@ def test_script_builds_from_local_files(tmp_path, fake_mnist_path, fake_bsds_pat
     assert os.path.isfile(str(tmp_path / "mnist_m_preview.png"))
 
 
-def test_real_data_builds_the_full_data_set_twice_identically(real_data_dir, tmp_path):
+# The README's sha256 of MNIST-M built with seed 42 from ../shared/data: every
+# published number was measured on these arrays.
+PUBLISHED_SHA256 = "ff2a1dedd3402bee467794d34c27c296f6b3b64c69e01e16b4baa2435d293ac4"
+
+
+def test_the_readme_publishes_the_pinned_sha256():
+    with open(os.path.join(REPOSITORY, "README.md"), encoding="utf-8") as stream:
+        assert PUBLISHED_SHA256 in stream.read()
+
+
+def test_real_data_builds_the_published_data_set_twice_identically(real_data_dir, tmp_path):
     mnist_path = os.path.join(real_data_dir, "mnist.npz")
     bsds_path = os.path.join(real_data_dir, "BSR_bsds500.tgz")
     digests = []
@@ -186,4 +196,4 @@ def test_real_data_builds_the_full_data_set_twice_identically(real_data_dir, tmp
     assert arrays["y_train"].dtype == np.uint8 and arrays["pixel_mean"].dtype == np.float32
     np.testing.assert_array_equal(arrays["y_train"], y_train)
     np.testing.assert_array_equal(arrays["y_test"], y_test)
-    assert digests[0] == digests[1] == arrays_sha256(arrays)
+    assert digests[0] == digests[1] == arrays_sha256(arrays) == PUBLISHED_SHA256

@@ -6,6 +6,7 @@ the project's networks, losses or schedules, so a mistake in any of those
 shows up as a mismatch.
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -53,12 +54,13 @@ def mean_cross_entropy(labels, logits):
     return -tf.reduce_mean(tf.gather(log_probabilities, labels, axis=1, batch_dims=1))
 
 
-def expected_gradients(variables, batch, strength, label_half):
+def expected_gradients(variables, batch, strength, label_half, domain_weight=1.0):
     """The DANN gradient of every variable, from the label and domain losses taken apart.
 
-    features: label gradient - strength * domain gradient; domain classifier:
-    the plain domain gradient; label classifier: the label gradient of the
-    labelled half (source, or target in target_only).
+    features: label gradient - strength * domain_weight * domain gradient;
+    domain classifier: domain_weight * the plain domain gradient; label
+    classifier: the label gradient of the labelled half (source, or target in
+    target_only).
     """
     source_images, source_labels, target_images, target_labels = batch
     count = len(source_labels)
@@ -75,7 +77,7 @@ def expected_gradients(variables, batch, strength, label_half):
         domain_loss = mean_cross_entropy(domain_labels, domain_logits)
     label_gradients = tape.gradient(label_loss, variables, unconnected_gradients="zero")
     domain_gradients = tape.gradient(domain_loss, variables, unconnected_gradients="zero")
-    return [label.numpy() - (strength if index < FEATURE_VARIABLES else -1.0) * domain.numpy()
+    return [label.numpy() - (strength if index < FEATURE_VARIABLES else -1.0) * domain_weight * domain.numpy()
             for index, (label, domain) in enumerate(zip(label_gradients, domain_gradients))]
 
 
@@ -86,24 +88,28 @@ def random_batch(seed):
     return images(), labels(), images(), labels()
 
 
-@pytest.mark.parametrize("mode, shards", [("dann", 1), ("dann", 2), ("source_only", 2),
-                                          ("target_only", 2)])
-def test_one_step_moves_each_network_along_its_own_gradient(tmp_path, mode, shards):
+@pytest.mark.parametrize("mode, shards, settings", [
+    ("dann", 1, {}), ("dann", 2, {}), ("source_only", 2, {}), ("target_only", 2, {}),
+    ("dann", 2, {"lambda_max": 0.5, "domain_loss_weight": 2.0}),
+])
+def test_one_step_moves_each_network_along_its_own_gradient(tmp_path, mode, shards, settings):
     # Momentum 0: one SGD step moves each weight by -lr * its gradient, so the
     # gradient the step used is (before - after) / lr.
     trainer = make_trainer(tiny_config(tmp_path, mode=mode, batch_shards=shards, momentum=0.0,
-                                       learning_rate=1.0))
+                                       learning_rate=1.0, **settings))
     assert trainer.total_steps == 12
     step = 3  # p = 0.25: lambda = 0.848, lr = 0.391.
     trainer.optimizer.iterations.assign(step)
     rate, strength = paper_schedules(step, trainer.total_steps, initial_rate=1.0)
+    strength *= settings.get("lambda_max", 1.0)
     if mode != "dann":
         strength = 0.0  # The baselines keep every domain gradient out of the features.
     before = weights(trainer)
     batch = random_batch(seed=11)
     trainer.train_step(*(tf.constant(part) for part in batch))
     expected = expected_gradients(before, batch, strength,
-                                  label_half="target" if mode == "target_only" else "source")
+                                  label_half="target" if mode == "target_only" else "source",
+                                  domain_weight=settings.get("domain_loss_weight", 1.0))
     for index, (old, new, gradient) in enumerate(zip(before, weights(trainer), expected)):
         name = trainer.variables[index].path
         assert np.abs(gradient).max() > 0, name
@@ -220,3 +226,24 @@ def test_two_steps_follow_sgd_with_the_configured_momentum(tmp_path):
         trainer.train_step(*(tf.constant(part) for part in batch))
     for index, (actual, expected) in enumerate(zip(weights(trainer), weights_now)):
         np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-5, err_msg=trainer.variables[index].path)
+
+
+def test_with_ema_evaluation_and_export_use_the_moving_average_and_training_the_weights(tmp_path):
+    # Keras' SGD(use_ema): the average starts as the weights after the first
+    # step, then average = 0.5 * average + 0.5 * weights after each step.
+    trainer = make_trainer(tiny_config(tmp_path, ema_momentum=0.5))
+    average = None
+    for step in range(3):
+        trainer.train_step(*(tf.constant(part) for part in random_batch(seed=30 + step)))
+        now = weights(trainer)
+        average = now if average is None else [0.5 * old + 0.5 * new for old, new in zip(average, now)]
+    classifier = keras.models.load_model(trainer.export())
+    pixels = tiny_training_arrays()[1]["x_test"]
+    normalised = ((pixels - np.asarray(trainer.pixel_mean)) / 255).astype(np.float32)
+    expected = reference_logits([tf.constant(value) for value in average], normalised)[0].numpy()
+    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0), expected,
+                               rtol=1e-4, atol=1e-5)
+    assert trainer.evaluate()["val/target_acc"] == pytest.approx(
+        np.mean(expected.argmax(axis=1) == tiny_training_arrays()[1]["y_test"]))
+    for weight, after_step in zip(weights(trainer), now):  # Swapped back for training.
+        np.testing.assert_array_equal(weight, after_step)

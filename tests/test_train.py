@@ -40,6 +40,13 @@ def test_a_short_run_writes_logs_config_checkpoint_and_export(tmp_path):
     assert os.path.isfile(checkpoint_dir / "classifier.keras")
 
 
+def test_target_only_logs_the_accuracy_of_the_half_it_trains_on(tmp_path):
+    config = tiny_config(tmp_path, mode="target_only", epochs=1.0)
+    make_trainer(config).run()
+    tags = set(read_scalars(str(tmp_path / "logs" / config.name)))
+    assert "train/target_acc" in tags and "train/source_acc" not in tags
+
+
 def reference_logits(trainer, pixels):
     """The networks' logits on (pixels - pixel_mean) / 255, the normalisation written out here."""
     normalised = (pixels.astype(np.float64) - np.asarray(trainer.pixel_mean)) / 255.0

@@ -18,7 +18,7 @@ import tensorflow as tf
 from config import Config
 from model import DANN
 from model.networks import NUM_CLASSES
-from utils import pipeline
+from utils import pipeline, schedules
 from utils.mnistm import load_mnistm
 from utils.sources import DataError, load_mnist
 
@@ -123,16 +123,26 @@ def load_classifier(path):
 
 
 def restore_networks(checkpoint_path, config):
-    """DANN networks built from `config` with the weights of a train.py checkpoint (optimizer skipped)."""
+    """DANN networks built from `config` with the weights of a train.py checkpoint.
+
+    With config.ema_momentum > 0 the weights are the optimizer's moving
+    averages, the ones train.py evaluates and exports; otherwise the
+    optimizer is skipped.
+    """
     networks = DANN(config)
-    checkpoint = tf.train.Checkpoint(feature_extractor=networks.feature_extractor,
-                                     label_classifier=networks.label_classifier,
-                                     domain_classifier=networks.domain_classifier)
+    parts = dict(feature_extractor=networks.feature_extractor, label_classifier=networks.label_classifier,
+                 domain_classifier=networks.domain_classifier)
+    if config.ema_momentum > 0:
+        # The schedule's length does not matter here: only the averages are read.
+        parts["optimizer"] = schedules.paper_optimizer(config, total_steps=1)
+        parts["optimizer"].build(networks.trainable_variables)
     try:
-        checkpoint.restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
+        tf.train.Checkpoint(**parts).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as error:
         raise ModelError(f"Cannot restore '{checkpoint_path}' into the networks of its config "
                          f"({str(error).splitlines()[0]}). Pass --config with the run's own config.json.") from error
+    if "optimizer" in parts:
+        parts["optimizer"].finalize_variable_values(networks.trainable_variables)
     return networks
 
 

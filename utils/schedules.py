@@ -19,13 +19,14 @@ def learning_rate(progress, initial=0.01, alpha=10.0, beta=0.75):
     return initial / (1.0 + alpha * progress) ** beta
 
 
-def grl_lambda(progress, gamma=10.0):
-    """lambda = 2 / (1 + exp(-gamma * p)) - 1.
+def grl_lambda(progress, gamma=10.0, maximum=1.0):
+    """lambda = maximum * (2 / (1 + exp(-gamma * p)) - 1).
 
     Starts at 0, so the domain classifier's noisy early gradients do not
-    disturb the features, and rises to ~1 (0.9866 at p = 0.5 with gamma = 10).
+    disturb the features, and rises to ~maximum (0.9866 at p = 0.5 with
+    gamma = 10 and the paper's maximum of 1).
     """
-    return 2.0 / (1.0 + tf.exp(-gamma * tf.cast(progress, tf.float32))) - 1.0
+    return maximum * (2.0 / (1.0 + tf.exp(-gamma * tf.cast(progress, tf.float32))) - 1.0)
 
 
 def progress(step, total_steps):
@@ -54,3 +55,17 @@ class PaperLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"total_steps": self.total_steps, "initial": self.initial,
                 "alpha": self.alpha, "beta": self.beta}
+
+
+def paper_optimizer(config, total_steps):
+    """SGD with momentum on the learning-rate schedule of `config`, as train.py trains with it.
+
+    With config.ema_momentum > 0 it also keeps a moving average of the
+    weights (Keras' use_ema), which evaluation and export use. Built the same
+    way here for training and for restoring a checkpoint, so that the two
+    hold the same optimizer variables.
+    """
+    return keras.optimizers.SGD(
+        PaperLearningRate(total_steps, config.learning_rate, config.lr_alpha, config.lr_beta),
+        momentum=config.momentum, use_ema=config.ema_momentum > 0,
+        ema_momentum=config.ema_momentum or 0.99)
