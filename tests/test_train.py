@@ -47,7 +47,7 @@ def test_target_only_logs_the_accuracy_of_the_half_it_trains_on(tmp_path):
     assert "train/target_acc" in tags and "train/source_acc" not in tags
 
 
-def reference_logits(trainer, pixels):
+def networks_logits(trainer, pixels):
     """The networks' logits on (pixels - pixel_mean) / 255, the normalisation written out here."""
     normalised = (pixels.astype(np.float64) - np.asarray(trainer.pixel_mean)) / 255.0
     features = trainer.networks.feature_extractor(normalised.astype(np.float32), training=False)
@@ -64,7 +64,7 @@ def test_the_export_takes_raw_pixels_and_gives_the_networks_logits(tmp_path):
     trainer, classifier = exported_classifier(tmp_path)
     pixels = tiny_training_arrays()[1]["x_test"]
     np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
-                               reference_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
+                               networks_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
 
 
 def test_the_export_gives_the_networks_logits_on_real_digits(tmp_path, real_data_dir):
@@ -72,7 +72,7 @@ def test_the_export_gives_the_networks_logits_on_real_digits(tmp_path, real_data
     digits = load_mnist(os.path.join(real_data_dir, "mnist.npz"))[2][:500]
     pixels = np.repeat(np.where(digits > 0, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
     np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
-                               reference_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
+                               networks_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
 
 
 def stop_at(trainer, stop_step):
@@ -168,7 +168,7 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_to_overwrite(tmp_
 
 
 @pytest.mark.parametrize("learning_rate, checkpoint_step", [(1e40, None), (1e30, 1)])
-def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp_path, capsys, learning_rate,
+def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp_path, learning_rate,
                                                                           checkpoint_step):
     # 1e40 is infinite in float32: the first update makes the weights NaN while
     # the loss of that step is still finite. 1e30 keeps them finite for one step.

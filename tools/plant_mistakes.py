@@ -1,6 +1,6 @@
 """Plants one mistake at a time in a copy of the project and checks that the tests catch it.
 
-    python tools/plant_mistakes.py                  # every mistake (about 15 minutes on 2 cores)
+    python tools/plant_mistakes.py                  # every mistake, one pytest run each
     python tools/plant_mistakes.py --list           # their names and what each breaks
     python tools/plant_mistakes.py --only swapped_domain_labels unset_lambda
 
@@ -60,8 +60,8 @@ MISTAKES = [
             [("ratio = tf.cast(step, tf.float32) / tf.cast(total_steps, tf.float32)",
               "ratio = tf.cast(step + 1, tf.float32) / tf.cast(total_steps, tf.float32)")],
             "p runs one step ahead of the optimizer's step", STEP_TESTS),
-    Mistake("momentum_dropped", "train.py",
-            [("            momentum=config.momentum)", "            momentum=0.0)")],
+    Mistake("momentum_dropped", "utils/schedules.py",
+            [("momentum=config.momentum, use_ema", "momentum=0.0, use_ema")],
             "SGD without the configured momentum", STEP_TESTS),
     Mistake("binarise_threshold", "utils/pipeline.py",
             [("images = tf.where(images > 0,", "images = tf.where(images > 127,")],
@@ -93,6 +93,17 @@ MISTAKES = [
               "            self.open_data_stream()\n",
               "            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()\n")],
             "a resumed run draws the batches of step 0 again", ["tests/test_train.py"]),
+    Mistake("lambda_max_ignored", "train.py",
+            [("schedules.grl_lambda(progress, self.config.lambda_gamma, self.config.lambda_max)",
+              "schedules.grl_lambda(progress, self.config.lambda_gamma)")],
+            "the configured cap on lambda never applied", STEP_TESTS),
+    Mistake("average_not_swapped_in", "train.py",
+            [("        if not self.optimizer.use_ema:\n            yield", "        if True:\n            yield")],
+            "with ema_momentum, evaluation and export use the weights instead of their average", STEP_TESTS),
+    Mistake("bad_weights_saved", "train.py",
+            [("if not math.isfinite(window[\"total_loss\"]) or not self.weights_are_finite():",
+              "if not math.isfinite(window[\"total_loss\"]):")],
+            "a checkpoint saved after an update made the weights NaN", ["tests/test_train.py"]),
     Mistake("stale_points_kept", "train.py",
             [("        discard_after(self.log_dir, self.step)\n", "")],
             "a resumed run's TensorBoard holds each step after the checkpoint twice", ["tests/test_train.py"]),
