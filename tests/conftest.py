@@ -4,6 +4,7 @@ import io
 import math
 import os
 import pathlib
+import sys
 import tarfile
 
 import numpy as np
@@ -114,6 +115,27 @@ def write_official_layout(folder, images, labels, names=None):
         Image.fromarray(pixels).save(folder / IMAGE_FOLDER / name)
     (folder / LABELS_FILE).write_text("".join(f"{name} {label}\n" for name, label in zip(names, labels)))
     return names
+
+
+# Set by pytest_sessionfinish, used by pytest_unconfigure.
+SESSION_EXIT_STATUS = [0]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    SESSION_EXIT_STATUS[0] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """Ends the test process once pytest has reported, without the interpreter's shutdown.
+
+    A tf.data iterator still alive at interpreter shutdown (the tests build
+    dozens of trainers, each with a prefetching training stream) can wait
+    forever in its destructor for its prefetch thread: the suite printed its
+    summary and then hung. Everything pytest writes is written by now.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(SESSION_EXIT_STATUS[0])
 
 
 @pytest.fixture
