@@ -10,7 +10,7 @@ plus any further `--name value` arguments, which go to every train.py call
 unchanged. A run whose logs/<run>/final.json exists is skipped and one with
 a checkpoint but no final.json is resumed, so the nine runs (each about
 as long as one default `python train.py`, see the README) can be finished
-across sessions. The table is rewritten after every run. Accuracies are those of
+over several invocations. The table is rewritten after every run. Accuracies are those of
 the final step: no checkpoint is chosen with target labels.
 """
 
