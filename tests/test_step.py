@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from utils import evaluation
-
 from conftest import (SOURCE_TEST_SIZE, TARGET_TEST_SIZE, make_trainer, paper_schedules, tiny_config,
                       tiny_training_arrays, trained_weights as weights)
+from utils import evaluation
 
 HALF_BATCH = 16  # tiny_config's batch_size is 32.
 FEATURE_VARIABLES = 4  # conv1 kernel and bias, conv2 kernel and bias.

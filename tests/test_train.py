@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import train
-from config import Config
+from config import Config, parse_overrides
 from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, tiny_config, tiny_training_arrays,
                       trained_weights as weights)
 from model import DANN
@@ -115,9 +115,10 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path, checkpoint_every, 
     for resumed_weight, expected_weight in zip(weights(resumed), weights(uninterrupted)):
         np.testing.assert_array_equal(resumed_weight, expected_weight)
     # Each step is logged once: the points the stopped run wrote after its checkpoint are gone.
-    for tag, points in read_scalars(str(tmp_path / "b" / "logs" / config.name)).items():
+    scalars = read_scalars(str(tmp_path / "b" / "logs" / config.name))
+    for tag, points in scalars.items():
         assert [step for step, _ in points] == sorted({step for step, _ in points}), tag
-    assert len(read_scalars(str(tmp_path / "b" / "logs" / config.name))["train/label_loss"]) == 12
+    assert len(scalars["train/label_loss"]) == 12
 
 
 def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
@@ -187,7 +188,7 @@ def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp
     # The advice is a command that works: a lower learning rate under a new name.
     advice = message.split("add ")[1].split(" to the same command")[0].split()
     assert advice[:2] == ["--learning_rate", f"{learning_rate / 2:g}"]
-    retry = dataclasses.replace(config, **train.parse_overrides(advice))
+    retry = dataclasses.replace(config, **parse_overrides(advice))
     make_trainer(retry).start(resume=False)
 
 
