@@ -40,6 +40,9 @@ class Config:
     mnistm_seed: int = 42  # Seed of the MNIST-M backgrounds and crops.
     download_dir: str = "data/downloads"  # Where downloaded archives are cached.
     binarize_source: bool = True  # Source digits as 0/255, like the digits inside MNIST-M.
+    # Augmentation: each source digit in training drawn in two random colours,
+    # a background and a stroke colour (utils/pipeline.random_colours). The paper: off.
+    colour_source: bool = False
 
     # model (paper, figure 4: conv 5x5x32, pool, conv 5x5x48, pool; FC100-FC100-10; GRL-FC100-2)
     conv1_filters: int = 32

@@ -56,9 +56,10 @@ class Trainer:
         self.total_steps = math.ceil(config.epochs * len(source) / half_batch)
         self.shards = system.batch_shards(config.batch_shards, half_batch)
         # The mean of what training feeds: the source digits as binarised (or
-        # not) by the config, and the MNIST-M train images.
+        # not) and coloured (or not) by the config, and the MNIST-M train images.
         self.pixel_mean = [float(value) for value in pixel_mean(
-            mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source)]
+            mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source,
+            colour_source=config.colour_source)]
         self.domains = (source, target)
         self.test_sets = {
             "source": pipeline.evaluation_dataset(pipeline.Domain(
@@ -96,7 +97,7 @@ class Trainer:
         """The training batches from the current step on (the order depends on seed and step only)."""
         self.iterator = iter(pipeline.training_dataset(
             *self.domains, self.config.batch_size // 2, self.pixel_mean,
-            seed=self.config.seed, start_step=self.step))
+            seed=self.config.seed, start_step=self.step, colour_source=self.config.colour_source))
 
     @property
     def step(self):

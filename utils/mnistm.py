@@ -79,18 +79,25 @@ def make_mnistm_images(digits, backgrounds, rng):
     return blend(digits, gather_crops(backgrounds, positions)), positions
 
 
-def pixel_mean(mnist_images, mnistm_images, binarize_source=False):
+def pixel_mean(mnist_images, mnistm_images, binarize_source=False, colour_source=False):
     """Per-channel mean, in 0..255, over the MNIST images as RGB and the MNIST-M images together.
 
     binarize_source: take the MNIST digits as training feeds them when it
     binarises them (x > 0 -> 255), so that the mean is that of the images
     the network sees, as in the reference code. The npz file stores the
     mean of the grey digits, a statistic of the stored arrays.
+    colour_source: the digits as drawn in random colours, whose mean is
+    127.5 on every channel whatever the digit, since both colours are uniform
+    in 0..255 (utils/pipeline.random_colours).
     """
     # A grey MNIST image as RGB holds its grey level on every channel, so its
     # per-channel sum is its grey sum.
-    mnist_sum = (255 * np.count_nonzero(mnist_images) if binarize_source
-                 else mnist_images.sum(dtype=np.int64))
+    if colour_source:
+        mnist_sum = 127.5 * mnist_images.size
+    elif binarize_source:
+        mnist_sum = 255 * np.count_nonzero(mnist_images)
+    else:
+        mnist_sum = mnist_images.sum(dtype=np.int64)
     # Summing whole images first and their channels after is exact in int64
     # and ten times faster than numpy's reduction over axes (0, 1, 2).
     mnistm_sums = mnistm_images.reshape(len(mnistm_images), -1).sum(axis=0, dtype=np.int64)

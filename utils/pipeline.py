@@ -5,6 +5,8 @@ Images stay uint8 until a batch is drawn; each batch is then converted to
 normalisation of the reference code. MNIST digits become RGB by repeating
 the grey channel, and are optionally binarised (x > 0 -> 255) to match the
 digit strokes inside MNIST-M, which are binarised by construction.
+Training can also draw each source digit in two random colours
+(random_colours), an augmentation the `long` preset uses.
 """
 
 import tensorflow as tf
@@ -25,6 +27,22 @@ def normalize(images, pixel_mean):
     return (tf.cast(images, tf.float32) - tf.constant(pixel_mean, tf.float32)) / 255.0
 
 
+def random_colours(images, seed):
+    """uint8 RGB batch -> float32 in 0..255, each image's black and white replaced by random colours.
+
+    Each image draws a background colour and a stroke colour, each channel
+    uniform in 0..255, and its pixels move linearly between the two. About
+    half the digits come out darker than their background, and the colours
+    vary as much as the background of an MNIST-M image does. The colours
+    depend on `seed` alone, so a resumed run draws the same ones again.
+    """
+    background_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    shape = tf.stack([tf.shape(images)[0], 1, 1, 3])
+    background = tf.random.stateless_uniform(shape, background_seed, 0.0, 255.0)
+    stroke = tf.random.stateless_uniform(shape, stroke_seed, 0.0, 255.0)
+    return background + (stroke - background) * (tf.cast(images, tf.float32) / 255.0)
+
+
 class Domain:
     """One domain's images and labels, with how to turn a uint8 batch into model input."""
 
@@ -37,16 +55,21 @@ class Domain:
     def __len__(self):
         return int(self.labels.shape[0])
 
-    def prepare(self, images, pixel_mean):
+    def prepare(self, images, pixel_mean, colour_seed=None):
+        """uint8 batch -> normalised float32; with colour_seed, in random colours (random_colours)."""
         if self.is_mnist:
             images = source_to_rgb(images, self.binarize)
+        if colour_seed is not None:
+            images = random_colours(images, colour_seed)
         return normalize(images, pixel_mean)
 
-    def gather(self, indices, pixel_mean):
-        return self.prepare(tf.gather(self.images, indices), pixel_mean), tf.gather(self.labels, indices)
+    def gather(self, indices, pixel_mean, colour_seed=None):
+        return (self.prepare(tf.gather(self.images, indices), pixel_mean, colour_seed),
+                tf.gather(self.labels, indices))
 
 
-SOURCE_STREAM, TARGET_STREAM = 0, 1  # Folded into the seed, so each domain has its own order.
+# Folded into the seed, so each domain's order and the colours are independent.
+SOURCE_STREAM, TARGET_STREAM, COLOUR_STREAM = 0, 1, 2
 
 
 def _index_batches(size, batch_size, seed, stream, start_step):
@@ -75,20 +98,27 @@ def _index_batches(size, batch_size, seed, stream, start_step):
     return epochs.flat_map(permutation).skip(start % size).batch(batch_size, drop_remainder=True)
 
 
-def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0):
+def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
+                     colour_source=False):
     """Endless batches of (source_x, source_y, target_x, target_y), half_batch images each.
 
     Source and target are shuffled independently, each with a new order
     every epoch of its own; `start_step` skips the batches a resumed run has
-    already trained on.
+    already trained on. colour_source: the source images in random colours
+    (random_colours), drawn from the seed and the step.
     """
-    def draw(source_indices, target_indices):
-        return (*source.gather(source_indices, pixel_mean),
+    colour_stream = tf.constant([seed, COLOUR_STREAM], tf.int64)
+
+    def draw(source_indices, target_indices, step):
+        colour_seed = (tf.random.experimental.stateless_fold_in(colour_stream, step)
+                       if colour_source else None)
+        return (*source.gather(source_indices, pixel_mean, colour_seed),
                 *target.gather(target_indices, pixel_mean))
 
     indices = tf.data.Dataset.zip((
         _index_batches(len(source), half_batch, seed, SOURCE_STREAM, start_step),
-        _index_batches(len(target), half_batch, seed, TARGET_STREAM, start_step)))
+        _index_batches(len(target), half_batch, seed, TARGET_STREAM, start_step),
+        tf.data.Dataset.range(start_step, 2**62)))
     # Two batches ahead are enough to hide the gather behind the training step;
     # a larger buffer only holds more float images in memory.
     return indices.map(draw).prefetch(2)
