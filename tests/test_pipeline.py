@@ -92,3 +92,43 @@ def test_the_source_and_target_orders_are_independent_of_each_other_and_of_the_n
     next_source, next_target = drawn_indices(24, 6, seed=6, start_step=0, steps=4)
     for first, second in ((target, next_source), (source, next_target), (source, target)):
         assert np.mean(first == second) < 0.5
+
+
+def test_random_colours_move_each_image_between_its_background_and_stroke_colour():
+    # Pixel 0 takes the background colour, 255 the stroke colour, 51 a fifth of the way.
+    images = np.zeros((64, 28, 28, 3), np.uint8)
+    images[:, 0, 0], images[:, 0, 1] = 255, 51
+    coloured = pipeline.random_colours(images, tf.constant([5, 2], tf.int64)).numpy()
+    background, stroke = coloured[:, 1, 1], coloured[:, 0, 0]
+    np.testing.assert_allclose(coloured[:, 5, 9], background)
+    np.testing.assert_allclose(coloured[:, 0, 1], background + 0.2 * (stroke - background),
+                               atol=1e-3)
+    for colours in (background, stroke):
+        assert colours.min() >= 0 and colours.max() <= 255
+        # Each image and each channel draws its own colour.
+        assert len(np.unique(colours)) == colours.size
+    # About half the digits are darker than their background (binomial(64, 0.5): 20..44 is 99.8%).
+    assert 20 <= np.sum(stroke.mean(axis=1) < background.mean(axis=1)) <= 44
+    np.testing.assert_array_equal(
+        pipeline.random_colours(images, tf.constant([5, 2], tf.int64)).numpy(), coloured)
+
+
+def coloured_batches(start_step, steps, colour_source=True):
+    stream = pipeline.training_dataset(indexed_domain(24, True), indexed_domain(24, False), 6,
+                                       PIXEL_MEAN, seed=1, start_step=start_step,
+                                       colour_source=colour_source)
+    return [[tensor.numpy() for tensor in batch] for batch in itertools.islice(stream, steps)]
+
+
+def test_coloured_source_batches_depend_on_the_step_alone_and_leave_the_target_alone():
+    uninterrupted, resumed = coloured_batches(0, 6), coloured_batches(4, 2)
+    grey = coloured_batches(0, 6, colour_source=False)
+    for expected, batch in zip(uninterrupted[4:], resumed):
+        for expected_tensor, tensor in zip(expected, batch):
+            np.testing.assert_array_equal(tensor, expected_tensor)
+    for coloured, plain in zip(uninterrupted, grey):
+        np.testing.assert_array_equal(coloured[1], plain[1])  # Same source images...
+        assert not np.allclose(coloured[0], plain[0])  # ...in other colours,
+        np.testing.assert_array_equal(coloured[2], plain[2])  # and the same target batch.
+    # The colours change from one step to the next.
+    assert not np.allclose(uninterrupted[0][0], uninterrupted[4][0][:len(uninterrupted[0][0])])

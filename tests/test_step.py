@@ -187,6 +187,19 @@ def test_the_pixel_mean_is_that_of_the_images_training_feeds(tmp_path, binarize)
     np.testing.assert_allclose(trainer.pixel_mean, fed.mean(axis=(0, 1, 2)), rtol=1e-6)
 
 
+def test_with_random_colours_the_pixel_mean_takes_the_digits_at_their_mean_colour(tmp_path):
+    mnist, mnistm = tiny_training_arrays()
+    trainer = make_trainer(tiny_config(tmp_path, colour_source=True))
+    digits = np.full(mnist["x_train"].shape + (3,), 127.5)
+    fed = np.concatenate([digits, mnistm["x_train"]])
+    np.testing.assert_allclose(trainer.pixel_mean, fed.mean(axis=(0, 1, 2)), rtol=1e-6)
+    # The digits as drawn: 200 batches of 16 images. An image's mean over its
+    # pixels and channels varies by about 74 / sqrt(3), so the mean of 3,200
+    # is 127.5 with a standard deviation near 0.8.
+    drawn = [next(trainer.iterator)[0].numpy() * 255 + trainer.pixel_mean for _ in range(200)]
+    assert abs(np.mean(drawn) - 127.5) < 3
+
+
 def test_evaluation_sums_over_batches_with_a_short_last_one(tmp_path):
     # Batches of 16: 40 source images are 16 + 16 + 8, 30 target images 16 + 14.
     trainer = make_trainer(tiny_config(tmp_path), evaluation_batch_size=16)
