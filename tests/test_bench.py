@@ -54,3 +54,21 @@ def test_time_to_accuracy_reports_an_unreached_target_and_every_evaluation(tmp_p
     assert [evaluation["step"] for evaluation in report["evaluations"]] == [2, 4, 6, 8, 10, 12]
     assert not report["reached"] and report["step_at_target"] is None
     assert report["final_target_acc"] == report["evaluations"][-1]["target_acc"]
+
+
+def test_first_reached_reads_the_first_evaluation_at_each_threshold(tmp_path):
+    sys.path.insert(0, os.path.join(REPOSITORY, "bench"))
+    import first_reached
+    from utils.summaries import ScalarWriter
+
+    writer = ScalarWriter(str(tmp_path / "run"))
+    for step, accuracy in [(100, 0.5), (1000, 0.78), (2000, 0.75), (3000, 0.81), (4000, 0.80)]:
+        writer.write({"val/target_acc": accuracy, "train/label_loss": 1.0}, step)
+    writer.close()
+    rows = first_reached.table([str(tmp_path / "run")], [0.7666, 0.80, 0.85]).splitlines()
+    cells = [cell.strip() for cell in rows[2].strip("|").split("|")]
+    assert cells[:3] == ["run", "4,000", "0.8000"]
+    assert cells[3].startswith("step 1,000, ") and cells[4].startswith("step 3,000, ")
+    assert cells[5] == "not reached"
+    with pytest.raises(ValueError, match="holds no 'val/target_acc'"):
+        first_reached.table([str(tmp_path / "empty")], [0.8])

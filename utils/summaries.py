@@ -49,16 +49,38 @@ def discard_after(log_dir, step):
                     writer.write(record)
 
 
-def read_scalars(log_dir):
-    """Reads every scalar from the event files under log_dir: {tag: [(step, value), ...]}.
+def scalar_events(log_dir):
+    """Every scalar event in the event files under log_dir, as (tag, step, wall_time, value).
 
     For plotting and tests without TensorBoard. TF2 writes scalars as tensors.
     """
-    scalars = {}
     for path in sorted(glob.glob(os.path.join(log_dir, "**", EVENT_FILES), recursive=True)):
         for record in tf.data.TFRecordDataset(path):
             event = event_pb2.Event.FromString(record.numpy())
             for value in event.summary.value:
                 number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
-                scalars.setdefault(value.tag, []).append((event.step, number))
+                yield value.tag, event.step, event.wall_time, number
+
+
+def read_scalars(log_dir):
+    """Reads every scalar from the event files under log_dir: {tag: [(step, value), ...]}."""
+    scalars = {}
+    for tag, step, _, number in scalar_events(log_dir):
+        scalars.setdefault(tag, []).append((step, number))
     return {tag: sorted(points) for tag, points in scalars.items()}
+
+
+def first_reached(log_dir, tag, thresholds):
+    """For each threshold, the first logged (step, seconds) at which `tag` was >= it, or None.
+
+    Seconds count from the run's first logged event (the first training
+    window, a few seconds after the start), by the events' wall clock: they
+    include evaluations, and a stopped and resumed run's pause.
+    """
+    every_event = list(scalar_events(log_dir))
+    start = min((wall_time for _, _, wall_time, _ in every_event), default=0.0)
+    events = sorted((step, wall_time, value) for event_tag, step, wall_time, value in every_event
+                    if event_tag == tag)
+    return {threshold: next(((step, wall_time - start) for step, wall_time, value in events
+                             if value >= threshold), None)
+            for threshold in thresholds}
