@@ -71,8 +71,18 @@ def test_a_preset_sets_its_values_and_overrides_go_on_top():
     assert Config(**json.loads(config.to_json())) == config  # The name and the values, in config.json.
 
 
+def test_the_long_preset_keeps_the_papers_networks_and_mode():
+    config = preset_config("long", seed=1)
+    paper = Config()
+    for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
+                 "domain_hidden_units", "mode", "batch_size", "learning_rate", "momentum"):
+        assert getattr(config, name) == getattr(paper, name), name
+    assert (config.colour_source, config.epochs, config.lr_alpha, config.lambda_gamma,
+            config.ema_momentum, config.seed) == (True, 50.0, 2.5, 2.5, 0.999, 1)
+
+
 def test_an_unknown_preset_is_refused_with_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown preset 'fast'. Known presets: paper, daipuwei"):
+    with pytest.raises(ValueError, match="Unknown preset 'fast'. Known presets: paper, daipuwei, long"):
         preset_config("fast")
 
 
@@ -89,5 +99,5 @@ def test_a_run_saves_the_preset_and_its_values_in_config_json(tmp_path):
 def test_train_refuses_an_unknown_preset_with_one_error_line(capsys):
     assert train.main(["--preset", "fast"]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "Known presets: paper, daipuwei" in error
+    assert error.startswith("error: ") and "Known presets: paper, daipuwei, long" in error
     assert len(error.strip().splitlines()) == 1
