@@ -1,6 +1,7 @@
 """Accuracy of a trained classifier on MNIST test and MNIST-M test, per digit and per domain.
 
-    python evaluate.py                                          # the shipped pretrained/dann_classifier.keras
+    python evaluate.py                                          # the shipped pretrained/paper weights
+    python evaluate.py --model pretrained/long                  # the shipped weights of the long preset
     python evaluate.py --model checkpoints/dann-seed0           # a run's folder: adds the domain accuracy
     python evaluate.py --model checkpoints/dann-seed0/classifier.keras --out results/dann.json
     python evaluate.py --mnistm-official DIR                    # also Ganin's original MNIST-M test set
@@ -38,7 +39,9 @@ from utils.files import atomic_path, check_writable  # noqa: E402
 from utils.official_mnistm import load_official_mnistm_test  # noqa: E402
 from utils.sources import DataError  # noqa: E402
 
-PRETRAINED_MODEL = os.path.join("pretrained", "dann_classifier.keras")
+# The default preset's weights, so that `python evaluate.py` shows what
+# `python train.py` gives; pretrained/long holds the long preset's.
+PRETRAINED_MODEL = os.path.join("pretrained", "paper")
 TEST_SET_TITLES = {"mnist": "MNIST test (source)", "mnistm": "MNIST-M test (target)",
                    "mnistm_official": "original MNIST-M test, centre-cropped",
                    "mnistm_train": "MNIST-M train (labels unused by dann)"}
@@ -146,7 +149,7 @@ def write_outputs(out_path, results, confusions):
 def main(arguments=None):
     arguments = parse_arguments(arguments)
     model_path = arguments.model or PRETRAINED_MODEL
-    if not arguments.model and not os.path.isfile(PRETRAINED_MODEL):
+    if not arguments.model and not os.path.isfile(os.path.join(PRETRAINED_MODEL, evaluation.EXPORT_NAME)):
         print(f"error: no --model given and the pretrained weights '{PRETRAINED_MODEL}' are missing. "
               "Restore them from the repository, or pass --model checkpoints/<run> of a run "
               "trained with train.py.", file=sys.stderr)

@@ -128,7 +128,7 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, c
 def test_without_model_and_pretrained_weights_it_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert evaluate.main([]) == 2
-    assert "pretrained weights 'pretrained/dann_classifier.keras' are missing" in capsys.readouterr().err
+    assert "pretrained weights 'pretrained/paper' are missing" in capsys.readouterr().err
 
 
 def test_the_confusion_matrix_sums_counts_over_uneven_batches():
