@@ -201,6 +201,19 @@ def test_script_names_the_file_its_locations_and_the_fix_when_every_download_fai
     assert not out.exists() and os.listdir(download_dir) == []
 
 
+# sha256 of ../shared/data/BSR_bsds500.tgz, the input of every published
+# MNIST-M number: an images-only repack of the official archive, so not the
+# file a download checks against.
+MEASURED_BSDS_SHA256 = "74cdb892919e302cc67168576ad45ac55045d158310dcef3a8e505294b114c9c"
+
+
+def test_the_real_bsds_copy_is_the_measured_one(real_data_dir):
+    with open(os.path.join(real_data_dir, "BSR_bsds500.tgz"), "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    assert digest == MEASURED_BSDS_SHA256
+    assert digest != BSDS_SHA256
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing", "does not exist"),
     ("truncated", "not a readable .tgz"),
