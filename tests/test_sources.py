@@ -1,5 +1,7 @@
 """Loading MNIST and the BSDS500 train images: good files, downloads (faked) and every bad input."""
 
+import email.message
+import hashlib
 import io
 import os
 import pathlib
@@ -7,13 +9,18 @@ import re
 import sys
 import tarfile
 import types
+import urllib.error
+import urllib.request
+import urllib.response
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import create_mnistm
 from conftest import encode, fake_backgrounds, truncate, write_fake_bsds_tgz, write_fake_mnist
-from utils.sources import BSDS_URL, DataError, load_bsds_train_images, load_mnist
+from utils import sources
+from utils.sources import BSDS_SHA256, BSDS_URLS, DataError, load_bsds_train_images, load_mnist
 
 
 def decode(data):
@@ -114,14 +121,97 @@ def test_bsds_grayscale_and_alpha_images_become_rgb(tmp_path, mode):
 def test_bsds_without_path_downloads_into_the_download_dir(tmp_path, fake_bsds_path, monkeypatch):
     calls = []
 
-    def fake_get_file(name, origin, cache_dir, cache_subdir):
-        calls.append((name, origin, cache_dir, cache_subdir, os.path.isdir(cache_dir)))
+    def fake_get_file(name, origin, cache_dir, cache_subdir, **checks):
+        calls.append((name, origin, cache_dir, cache_subdir, checks, os.path.isdir(cache_dir)))
         return fake_bsds_path
 
     monkeypatch.setitem(sys.modules, "keras", types.SimpleNamespace(utils=types.SimpleNamespace(get_file=fake_get_file)))
     download_dir = tmp_path / "downloads"
     assert len(load_bsds_train_images(None, str(download_dir))) == 3
-    assert calls == [("BSR_bsds500.tgz", BSDS_URL, str(download_dir), "", True)]
+    checks = {"file_hash": BSDS_SHA256, "hash_algorithm": "sha256"}
+    assert calls == [("BSR_bsds500.tgz", BSDS_URLS[0], str(download_dir), "", checks, True)]
+
+
+@pytest.fixture
+def fake_internet(monkeypatch, fake_bsds_path):
+    """The real keras.utils.get_file over a fake opener: {url: bytes} it serves, and the URLs asked for.
+
+    Any other URL is unreachable, so no test reaches the network. The fake
+    archive's sha256 stands in for the official one.
+    """
+    served, asked = {}, []
+
+    def urlopen(url, data=None):
+        asked.append(url)
+        if url not in served:
+            raise urllib.error.URLError("unreachable in this test")
+        return urllib.response.addinfourl(io.BytesIO(served[url]), email.message.Message(), url)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    archive = pathlib.Path(fake_bsds_path).read_bytes()
+    monkeypatch.setattr(sources, "BSDS_SHA256", hashlib.sha256(archive).hexdigest())
+    return types.SimpleNamespace(served=served, asked=asked, archive=archive)
+
+
+@pytest.mark.parametrize("first_location", ["unreachable", "serves another archive"])
+def test_bsds_download_tries_the_next_location_when_one_fails(tmp_path, fake_internet, first_location):
+    if first_location == "serves another archive":
+        # A readable archive, but not the one pinned: only its hash tells them apart.
+        other = write_fake_bsds_tgz(str(tmp_path / "other.tgz"), {"1.jpg": encode(np.zeros((30, 30, 3), np.uint8))})
+        fake_internet.served[BSDS_URLS[0]] = pathlib.Path(other).read_bytes()
+    fake_internet.served[BSDS_URLS[1]] = fake_internet.archive
+    download_dir = tmp_path / "downloads"
+    assert len(load_bsds_train_images(None, str(download_dir))) == 3
+    assert fake_internet.asked == list(BSDS_URLS[:2])
+    assert (download_dir / "BSR_bsds500.tgz").read_bytes() == fake_internet.archive
+
+
+def test_bsds_download_keeps_no_file_when_every_location_serves_another_hash(tmp_path, fake_internet):
+    for url in BSDS_URLS:
+        fake_internet.served[url] = fake_internet.archive[:len(fake_internet.archive) // 2]
+    download_dir = tmp_path / "downloads"
+    with pytest.raises(DataError, match="corrupted"):
+        load_bsds_train_images(None, str(download_dir))
+    assert fake_internet.asked == list(BSDS_URLS)
+    assert os.listdir(download_dir) == []
+
+
+def test_bsds_download_reuses_the_pinned_file_and_replaces_another(tmp_path, fake_internet):
+    download_dir = tmp_path / "downloads"
+    download_dir.mkdir()
+    kept = download_dir / "BSR_bsds500.tgz"
+    kept.write_bytes(fake_internet.archive)
+    assert len(load_bsds_train_images(None, str(download_dir))) == 3
+    assert fake_internet.asked == []
+    # An interrupted download left half a file: it is fetched again, not read.
+    kept.write_bytes(fake_internet.archive[:1000])
+    fake_internet.served[BSDS_URLS[0]] = fake_internet.archive
+    assert len(load_bsds_train_images(None, str(download_dir))) == 3
+    assert fake_internet.asked == [BSDS_URLS[0]]
+
+
+def test_script_names_the_file_its_locations_and_the_fix_when_every_download_fails(
+        tmp_path, fake_internet, fake_mnist_path, capsys):
+    out, download_dir = tmp_path / "out" / "mnist_m.npz", tmp_path / "downloads"
+    assert create_mnistm.main(["--mnist", fake_mnist_path, "--out", str(out), "--download-dir", str(download_dir)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Cannot download BSR_bsds500.tgz")
+    assert all(url in lines[0] for url in BSDS_URLS) and fake_internet.asked == list(BSDS_URLS)
+    assert "--bsds PATH" in lines[0] and str(download_dir / "BSR_bsds500.tgz") in lines[0]
+    assert not out.exists() and os.listdir(download_dir) == []
+
+
+# sha256 of ../shared/data/BSR_bsds500.tgz, the input of every published
+# MNIST-M number: an images-only repack of the official archive, so not the
+# file a download checks against.
+MEASURED_BSDS_SHA256 = "74cdb892919e302cc67168576ad45ac55045d158310dcef3a8e505294b114c9c"
+
+
+def test_the_real_bsds_copy_is_the_measured_one(real_data_dir):
+    with open(os.path.join(real_data_dir, "BSR_bsds500.tgz"), "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    assert digest == MEASURED_BSDS_SHA256
+    assert digest != BSDS_SHA256
 
 
 @pytest.mark.parametrize("case, message", [

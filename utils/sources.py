@@ -5,6 +5,7 @@ Every problem with an input raises DataError, whose message names the file
 and says how to fix it, so that scripts can print it as one line.
 """
 
+import contextlib
 import io
 import os
 import posixpath
@@ -15,7 +16,30 @@ import zlib
 import numpy as np
 from PIL import Image
 
-BSDS_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
+BSDS_FILE = "BSR_bsds500.tgz"
+# Where BSDS_FILE is downloaded from, tried in order. This list was written on a
+# machine without internet, so no location could be tried from it; each one is
+# here because a public record shows it serving this file, and BSDS_SHA256
+# rejects anything else a location may serve.
+BSDS_URLS = (
+    # Berkeley's current address: the address of the paper's era (next) answers
+    # with redirects to it, as a wget log in PaddlePaddle/docs shows
+    # (doc/paddle/tutorial/cv_case/super_resolution_sub_pixel/super_resolution_sub_pixel.rst).
+    "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz",
+    # The address of the paper's era, kept in case Berkeley moves the file again
+    # and redirects from here as it did before; tensorpack/tensorpack
+    # (tensorpack/dataflow/dataset/bsds500.py) records the archive's size for it.
+    "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz",
+    # The Internet Archive's capture of March 2016: the BSDS500 download that the
+    # README of liushuai1998/IJCN links, and the capture of Berkeley's page that
+    # BIDS/BSDS500 (a copy of the data set's files) links.
+    "https://web.archive.org/web/20160306133802/"
+    "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz",
+)
+# The official archive (70,763,455 bytes) as projects that download it from
+# BSDS_URLS[0] pin it. ../shared/data holds an images-only repack of it, with
+# another sha256, so this value could not be checked here.
+BSDS_SHA256 = "97e49d31764f3912f0c4122707d53062ac9e783ba0f095e447a4d53c1a41af8e"
 BSDS_TRAIN_FOLDER = "BSR/BSDS500/data/images/train"
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MIN_BACKGROUND_SIZE = 28  # MNIST-M takes 28x28 crops.
@@ -193,14 +217,30 @@ def _download_mnist():
 
 
 def _download_bsds(download_dir):
-    """Downloads BSR_bsds500.tgz into `download_dir` (once; later calls reuse it) and returns its path."""
+    """Downloads BSR_bsds500.tgz into `download_dir` from the first of BSDS_URLS that serves it; returns its path.
+
+    A file already there is used when its sha256 is BSDS_SHA256 (Keras
+    downloads it again otherwise). A location fails when it cannot be reached
+    or serves a file with another sha256; then the next one is tried.
+    """
     import keras
 
     folder = os.path.abspath(download_dir)
     # get_file falls back to /tmp/.keras when its cache folder does not exist yet.
     os.makedirs(folder, exist_ok=True)
-    try:
-        return keras.utils.get_file("BSR_bsds500.tgz", origin=BSDS_URL, cache_dir=folder, cache_subdir="")
-    except Exception as error:  # Keras raises a bare Exception when the fetch fails.
-        raise DataError(f"Cannot download BSDS500 from {BSDS_URL} ({error}). Check the internet "
-                        f"connection, or download BSR_bsds500.tgz by hand. {BSDS_FIX}") from error
+    target = os.path.join(folder, BSDS_FILE)
+    failures = []
+    for url in BSDS_URLS:
+        try:
+            return keras.utils.get_file(BSDS_FILE, origin=url, file_hash=BSDS_SHA256, hash_algorithm="sha256",
+                                        cache_dir=folder, cache_subdir="")
+        except Exception as error:  # Keras raises a bare Exception when the fetch fails, ValueError on a wrong hash.
+            # get_file keeps a download whose hash is wrong: remove it, so that
+            # nobody takes it for the archive (--bsds would read it unchecked).
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(target)
+            # Keras's fetch errors repeat the URL, which the message already names.
+            failures.append(f"{url} ({brief_error(error).replace(f' on {url}', '')})")
+    raise DataError(f"Cannot download {BSDS_FILE} from any of its locations: {'; '.join(failures)}. "
+                    f"Download it by hand from one of them and pass it with --bsds PATH (config bsds_path), "
+                    f"or save it as '{target}', where it is used if its sha256 is {BSDS_SHA256}.")
