@@ -139,7 +139,7 @@ def build_mnistm(mnist_path, bsds_path, out_path, seed=42, download_dir="data/do
 
     log(f"Loading MNIST from {mnist_path or 'keras.datasets.mnist (download)'}")
     x_train, y_train, x_test, y_test = load_mnist(mnist_path)
-    log(f"Loading BSDS500 train images from {bsds_path or 'the official URL (download)'}")
+    log(f"Loading BSDS500 train images from {bsds_path or 'a download (utils/sources.BSDS_URLS)'}")
     backgrounds = load_bsds_train_images(bsds_path, download_dir)
 
     log(f"Blending {len(x_train) + len(x_test)} digits over {len(backgrounds)} backgrounds (seed {seed})")
