@@ -181,7 +181,8 @@ def _decode(name, data, source):
 
 def _download_mnist():
     # Keras is imported here because loading TensorFlow takes seconds and
-    # only a download needs it.
+    # only a download needs it; tensorflow_startup first, as in the scripts.
+    import utils.tensorflow_startup  # noqa: F401
     import keras
 
     try:
@@ -194,6 +195,7 @@ def _download_mnist():
 
 def _download_bsds(download_dir):
     """Downloads BSR_bsds500.tgz into `download_dir` (once; later calls reuse it) and returns its path."""
+    import utils.tensorflow_startup  # noqa: F401
     import keras
 
     folder = os.path.abspath(download_dir)
