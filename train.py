@@ -313,16 +313,17 @@ class Trainer:
         return all(bool(tf.reduce_all(tf.math.is_finite(variable))) for variable in self.variables)
 
     def divergence_message(self, loss, step):
-        """Says that training diverged, what was saved, and a command that starts it again."""
+        """Says what became non-finite, whether a checkpoint was saved and at which step, and a
+        command that starts the run again."""
+        diverged = f"the loss became {loss}" if not math.isfinite(loss) else "a weight became inf or nan"
         latest = self.manager.latest_checkpoint
-        saved = (f"Its last checkpoint, at step {latest.rsplit('-', 1)[-1]} in '{self.checkpoint_dir}', "
-                 "holds the weights from before (--resume would continue with the same settings)."
-                 if latest else "No checkpoint had been saved yet.")
+        # Checkpoints are numbered by their step (run saves them so).
+        saved = (f"Its last checkpoint, saved before that, is at step {latest.rsplit('-', 1)[-1]} in "
+                 f"'{self.checkpoint_dir}'." if latest else "It had saved no checkpoint yet.")
         lower = self.config.learning_rate / 2
-        return (f"The loss became {loss}, or a weight non-finite, by step {step}; the run stopped. "
-                f"{saved} Start it again with a lower "
-                f"learning rate: add --learning_rate {lower:g} --run_name {self.config.name}-lr{lower:g} "
-                "to the same command.")
+        return (f"Training diverged by step {step}: {diverged}; the run stopped. {saved} Start it "
+                f"again with a lower learning rate: add --learning_rate {lower:g} "
+                f"--run_name {self.config.name}-lr{lower:g} to the same command.")
 
     def export(self):
         """Saves feature extractor + label classifier (with normalisation) as a .keras file."""
