@@ -8,6 +8,9 @@
     python train.py --resume                 # continue the run from its latest checkpoint
     python train.py --mnist PATH --bsds PATH # local copies of mnist.npz and BSR_bsds500.tgz
 
+Ctrl-C or SIGTERM stops a run with a checkpoint at the step reached and
+prints the command that continues it (exit code 130 or 143).
+
 TensorBoard: tensorboard --logdir logs
 """
 
@@ -19,6 +22,8 @@ import dataclasses
 import json
 import math
 import os
+import shlex
+import signal
 import sys
 import time
 
@@ -39,6 +44,10 @@ EVALUATION_BATCH_SIZE = 1000
 
 class TrainingError(RuntimeError):
     """A run that cannot start or continue: the message says what to do."""
+
+
+class TrainingStopped(Exception):
+    """A run stopped on request (Ctrl-C or SIGTERM), with a checkpoint at the step it reached."""
 
 
 class Trainer:
@@ -89,6 +98,8 @@ class Trainer:
         self.log_dir = os.path.join(config.log_dir, config.name)
         self.checkpoint_dir = os.path.join(config.checkpoint_dir, config.name)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir, max_to_keep=3)
+        # Why to stop, set from outside (main's signal handler); run() checks it between calls.
+        self.stop_requested = None
 
     def open_data_stream(self):
         """The training batches from the current step on (the order depends on seed and step only)."""
@@ -254,17 +265,43 @@ class Trainer:
             write_text_atomic(os.path.join(folder, "config.json"), self.config.to_json())
 
     def run(self, resume=False):
-        """Trains to the end; returns the final evaluation with timing."""
+        """Trains to the end; returns the final evaluation with timing.
+
+        Setting stop_requested to a reason (main sets the name of a signal it
+        received) stops the run between two compiled calls: see stop().
+        """
         self.start(resume)
-        writer = ScalarWriter(self.log_dir)
-        config = self.config
         start_step = self.step
         started = time.perf_counter()
+        writer = ScalarWriter(self.log_dir)
+        progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
+                            desc=self.config.name, dynamic_ncols=True, file=sys.stdout)
+        try:
+            results, evaluation_seconds = self.train_to_end(writer, progress_bar)
+        finally:
+            # Also when training stops early: every event written reaches its file.
+            progress_bar.close()
+            writer.close()
+        seconds = time.perf_counter() - started
+        # The loop's last window always ends with an evaluation at the final
+        # step; only a resumed run that had already finished needs one here.
+        results = results or self.evaluate()
+        final = {**results, "steps": self.step, "wall_seconds": seconds,
+                 "training_seconds": seconds - evaluation_seconds,
+                 "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
+        self.export()
+        write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
+        return final
+
+    def train_to_end(self, writer, progress_bar):
+        """The training loop: logs, evaluations and checkpoints at their steps; returns the last
+        evaluation (None if there was none) and the seconds spent evaluating."""
+        config = self.config
         evaluation_seconds = 0.0
         results = None
-        progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
-                            desc=config.name, dynamic_ncols=True, file=sys.stdout)
         while self.step < self.total_steps:
+            if self.stop_requested:
+                raise self.stop()
             step = self.step
             boundary = min(next_multiple(step, every) for every in
                            (config.log_every, config.eval_every, config.checkpoint_every))
@@ -276,8 +313,6 @@ class Trainer:
             # Checked before anything is saved, so no checkpoint holds weights
             # that a bad step has already damaged.
             if not math.isfinite(window["total_loss"]) or not self.weights_are_finite():
-                progress_bar.close()
-                writer.close()
                 raise TrainingError(self.divergence_message(window["total_loss"], step))
             progress_bar.set_postfix({name: f"{value:.3f}" for name, value in window.items()})
             if step % config.log_every == 0 or step == self.total_steps:
@@ -296,18 +331,30 @@ class Trainer:
                     f"{tag} {value:.4f}" for tag, value in results.items()))
             if step % config.checkpoint_every == 0 or step == self.total_steps:
                 self.manager.save(checkpoint_number=step)
-        progress_bar.close()
-        writer.close()
-        seconds = time.perf_counter() - started
-        # The loop's last window always ends with an evaluation at the final
-        # step; only a resumed run that had already finished needs one here.
-        results = results or self.evaluate()
-        final = {**results, "steps": self.step, "wall_seconds": seconds,
-                 "training_seconds": seconds - evaluation_seconds,
-                 "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
-        self.export()
-        write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
-        return final
+        return results, evaluation_seconds
+
+    def stop(self):
+        """Saves a checkpoint at the step reached and returns the TrainingStopped to raise.
+
+        Called between two compiled calls, after the last one's weights passed
+        the divergence check, so the checkpoint holds good weights and a
+        resumed run ends with the same weights as an uninterrupted one. A
+        training window cut short is logged, after resuming, as the mean of
+        its remaining steps. At step 0 nothing was trained and nothing is saved.
+        """
+        step = self.step
+        if step > 0 and self.checkpoint_step != step:
+            self.manager.save(checkpoint_number=step)
+        saved = (f"its checkpoint at step {step} is in '{self.checkpoint_dir}'" if step > 0
+                 else "nothing was trained, so nothing was saved")
+        return TrainingStopped(f"Stopped by {self.stop_requested} at step {step}, between two compiled "
+                               f"calls; {saved}.")
+
+    @property
+    def checkpoint_step(self):
+        """The step of the latest checkpoint (run numbers them by step), or None without one."""
+        latest = self.manager.latest_checkpoint
+        return int(latest.rsplit("-", 1)[-1]) if latest else None
 
     def weights_are_finite(self):
         return all(bool(tf.reduce_all(tf.math.is_finite(variable))) for variable in self.variables)
@@ -316,10 +363,8 @@ class Trainer:
         """Says what became non-finite, whether a checkpoint was saved and at which step, and a
         command that starts the run again."""
         diverged = f"the loss became {loss}" if not math.isfinite(loss) else "a weight became inf or nan"
-        latest = self.manager.latest_checkpoint
-        # Checkpoints are numbered by their step (run saves them so).
-        saved = (f"Its last checkpoint, saved before that, is at step {latest.rsplit('-', 1)[-1]} in "
-                 f"'{self.checkpoint_dir}'." if latest else "It had saved no checkpoint yet.")
+        saved = (f"Its last checkpoint, saved before that, is at step {self.checkpoint_step} in "
+                 f"'{self.checkpoint_dir}'." if self.checkpoint_step is not None else "It had saved no checkpoint yet.")
         lower = self.config.learning_rate / 2
         return (f"Training diverged by step {step}: {diverged}; the run stopped. {saved} Start it "
                 f"again with a lower learning rate: add --learning_rate {lower:g} "
@@ -357,7 +402,32 @@ def load_data(config):
     return mnist, load_mnistm(config.mnistm_path)
 
 
-def main(arguments):
+# Ctrl-C sends SIGINT; `kill` and job schedulers send SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer):
+    """Inside it, a first SIGINT or SIGTERM asks the trainer to stop with a checkpoint.
+
+    The handler runs once the compiled call under way returns (at most
+    steps_per_call steps) and puts back the default actions, so that a second
+    signal after it ends the process at once, saving nothing more.
+    """
+    def request_stop(signal_number, frame):
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_DFL)
+        trainer.stop_requested = signal.Signals(signal_number).name
+
+    previous = {stop_signal: signal.signal(stop_signal, request_stop) for stop_signal in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
+
+
+def main(arguments, program="train.py"):
     resume = "--resume" in arguments
     arguments = [argument for argument in arguments if argument != "--resume"]
     try:
@@ -371,13 +441,20 @@ def main(arguments):
         # No name keeps the NumPy arrays alive: the trainer holds its own tensor
         # copies, and dropping the arrays saves about 220 MB of resident memory.
         trainer = Trainer(config, *load_data(config))
-        final = trainer.run(resume=resume)
+        with stop_on_signals(trainer):
+            final = trainer.run(resume=resume)
     except (DataError, OSError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingStopped as stopped:
+        print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
+              file=sys.stderr)
+        # 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells report a process
+        # that the signal ended.
+        return 128 + signal.Signals[trainer.stop_requested]
     print(json.dumps(final, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], program=sys.argv[0]))

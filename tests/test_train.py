@@ -11,8 +11,8 @@ import tensorflow as tf
 
 import train
 from config import Config, parse_overrides
-from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, tiny_config, tiny_training_arrays,
-                      trained_weights as weights)
+from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
+                      tiny_training_arrays, trained_weights as weights)
 from model import DANN
 from utils.sources import load_mnist
 from utils.summaries import read_scalars
@@ -73,18 +73,6 @@ def test_the_export_gives_the_networks_logits_on_real_digits(tmp_path, real_data
     pixels = np.repeat(np.where(digits > 0, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
     np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
                                networks_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
-
-
-def stop_at(trainer, stop_step):
-    """Makes trainer.run() raise KeyboardInterrupt once training reaches stop_step, as Ctrl-C would."""
-    train_steps = trainer.train_steps
-
-    def train_then_stop(num_steps):
-        train_steps(num_steps)
-        if trainer.step >= stop_step:
-            raise KeyboardInterrupt
-
-    trainer.train_steps = train_then_stop
 
 
 @pytest.mark.parametrize("checkpoint_every, stop_step, restored_step", [
