@@ -11,6 +11,7 @@ JMLR 2016 (section 5.2, MNIST -> MNIST-M).
 
 import dataclasses
 import json
+import math
 
 MODES = ("dann", "source_only", "target_only")
 
@@ -97,7 +98,11 @@ class Config:
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
 
     def __post_init__(self):
-        checks = [
+        # float() parses "inf" and "nan", and inf would pass the range checks below.
+        checks = [(math.isfinite(getattr(self, field.name)),
+                   f"{field.name} must be a finite number, got {getattr(self, field.name)}")
+                  for field in dataclasses.fields(self) if field.type is float]
+        checks += [
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got '{self.mode}'"),
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),

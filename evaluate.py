@@ -21,23 +21,21 @@ source_only never train on them, so they can judge a change of recipe without
 looking at the test labels; the test accuracy stays the number to report.
 """
 
+# First: it loads TensorFlow with this project's settings and without its start-up lines.
+import utils.tensorflow_startup  # noqa: F401
+
+import argparse
+import contextlib
+import json
 import os
+import sys
 
-# As in train.py: oneDNN kernels are faster on CPU; must be set before importing TF.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-
-from config import Config  # noqa: E402
-from utils import evaluation, plots  # noqa: E402
-from utils.evaluation import ModelError  # noqa: E402
-from utils.files import atomic_path, check_writable  # noqa: E402
-from utils.official_mnistm import load_official_mnistm_test  # noqa: E402
-from utils.sources import DataError  # noqa: E402
+from config import Config
+from utils import evaluation, plots
+from utils.evaluation import ModelError
+from utils.files import atomic_path, check_writable
+from utils.official_mnistm import load_official_mnistm_test
+from utils.sources import DataError
 
 # The default preset's weights, so that `python evaluate.py` shows what
 # `python train.py` gives; pretrained/long holds the long preset's.

@@ -9,20 +9,18 @@ Writes curves_schedule.png (learning rate and GRL lambda), curves_accuracy.png
 Needs no TensorBoard. Bad input prints one `error:` line and exits 2.
 """
 
+# First: it loads TensorFlow with this project's settings and without its start-up lines.
+import utils.tensorflow_startup  # noqa: F401
+
+import argparse
 import os
+import sys
 
-# As in train.py; must be set before utils.summaries imports TensorFlow.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-
-from utils import plots  # noqa: E402
-from utils.files import atomic_path, check_writable  # noqa: E402
-from utils.summaries import read_scalars  # noqa: E402
+from utils import plots
+from utils.files import atomic_path, check_writable
+from utils.summaries import read_scalars
 
 
 def parse_arguments(arguments):

@@ -13,22 +13,19 @@ panel for 2 x 1500 images on two CPU cores. Bad input prints one `error:`
 line and exits 2.
 """
 
-import os
+# First: it loads TensorFlow with this project's settings and without its start-up lines.
+import utils.tensorflow_startup  # noqa: F401
 
-# As in train.py: oneDNN kernels are faster on CPU; must be set before importing TF.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import argparse
+import sys
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import evaluate  # noqa: E402
-from utils import evaluation, plots  # noqa: E402
-from utils.evaluation import ModelError  # noqa: E402
-from utils.files import atomic_path, check_writable  # noqa: E402
-from utils.sources import DataError  # noqa: E402
+import evaluate
+from utils import evaluation, plots
+from utils.evaluation import ModelError
+from utils.files import atomic_path, check_writable
+from utils.sources import DataError
 
 
 def parse_arguments(arguments):

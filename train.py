@@ -8,40 +8,46 @@
     python train.py --resume                 # continue the run from its latest checkpoint
     python train.py --mnist PATH --bsds PATH # local copies of mnist.npz and BSR_bsds500.tgz
 
+Ctrl-C or SIGTERM stops a run with a checkpoint at the step reached and
+prints the command that continues it (exit code 130 or 143).
+
 TensorBoard: tensorboard --logdir logs
 """
 
+# First: it loads TensorFlow with this project's settings and without its start-up lines.
+import utils.tensorflow_startup  # noqa: F401
+
+import contextlib
+import dataclasses
+import json
+import math
 import os
+import shlex
+import signal
+import sys
+import time
 
-# oneDNN kernels make the convolutions about 1.7x faster on CPU; TensorFlow
-# leaves them off by default on AMD processors. Must be set before importing TF.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import tensorflow as tf
+from tqdm import tqdm
 
-import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from config import parse_overrides, preset_config  # noqa: E402
-from model import DANN  # noqa: E402
-from utils import pipeline, schedules, system  # noqa: E402
-from utils.files import atomic_path, write_text_atomic  # noqa: E402
-from utils.mnistm import build_mnistm, load_mnistm, pixel_mean  # noqa: E402
-from utils.sources import DataError, load_mnist  # noqa: E402
-from utils.summaries import ScalarWriter, discard_after  # noqa: E402
+from config import parse_overrides, preset_config
+from model import DANN
+from utils import pipeline, schedules, system
+from utils.files import atomic_path, write_text_atomic
+from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
+from utils.sources import DataError, load_mnist
+from utils.summaries import ScalarWriter, discard_after
 
 EVALUATION_BATCH_SIZE = 1000
 
 
 class TrainingError(RuntimeError):
     """A run that cannot start or continue: the message says what to do."""
+
+
+class TrainingStopped(Exception):
+    """A run stopped on request (Ctrl-C or SIGTERM), with a checkpoint at the step it reached."""
 
 
 class Trainer:
@@ -92,6 +98,8 @@ class Trainer:
         self.log_dir = os.path.join(config.log_dir, config.name)
         self.checkpoint_dir = os.path.join(config.checkpoint_dir, config.name)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir, max_to_keep=3)
+        # Why to stop, set from outside (main's signal handler); run() checks it between calls.
+        self.stop_requested = None
 
     def open_data_stream(self):
         """The training batches from the current step on (the order depends on seed and step only)."""
@@ -257,17 +265,43 @@ class Trainer:
             write_text_atomic(os.path.join(folder, "config.json"), self.config.to_json())
 
     def run(self, resume=False):
-        """Trains to the end; returns the final evaluation with timing."""
+        """Trains to the end; returns the final evaluation with timing.
+
+        Setting stop_requested to a reason (main sets the name of a signal it
+        received) stops the run between two compiled calls: see stop().
+        """
         self.start(resume)
-        writer = ScalarWriter(self.log_dir)
-        config = self.config
         start_step = self.step
         started = time.perf_counter()
+        writer = ScalarWriter(self.log_dir)
+        progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
+                            desc=self.config.name, dynamic_ncols=True, file=sys.stdout)
+        try:
+            results, evaluation_seconds = self.train_to_end(writer, progress_bar)
+        finally:
+            # Also when training stops early: every event written reaches its file.
+            progress_bar.close()
+            writer.close()
+        seconds = time.perf_counter() - started
+        # The loop's last window always ends with an evaluation at the final
+        # step; only a resumed run that had already finished needs one here.
+        results = results or self.evaluate()
+        final = {**results, "steps": self.step, "wall_seconds": seconds,
+                 "training_seconds": seconds - evaluation_seconds,
+                 "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
+        self.export()
+        write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
+        return final
+
+    def train_to_end(self, writer, progress_bar):
+        """The training loop: logs, evaluations and checkpoints at their steps; returns the last
+        evaluation (None if there was none) and the seconds spent evaluating."""
+        config = self.config
         evaluation_seconds = 0.0
         results = None
-        progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
-                            desc=config.name, dynamic_ncols=True, file=sys.stdout)
         while self.step < self.total_steps:
+            if self.stop_requested:
+                raise self.stop()
             step = self.step
             boundary = min(next_multiple(step, every) for every in
                            (config.log_every, config.eval_every, config.checkpoint_every))
@@ -279,8 +313,6 @@ class Trainer:
             # Checked before anything is saved, so no checkpoint holds weights
             # that a bad step has already damaged.
             if not math.isfinite(window["total_loss"]) or not self.weights_are_finite():
-                progress_bar.close()
-                writer.close()
                 raise TrainingError(self.divergence_message(window["total_loss"], step))
             progress_bar.set_postfix({name: f"{value:.3f}" for name, value in window.items()})
             if step % config.log_every == 0 or step == self.total_steps:
@@ -299,33 +331,44 @@ class Trainer:
                     f"{tag} {value:.4f}" for tag, value in results.items()))
             if step % config.checkpoint_every == 0 or step == self.total_steps:
                 self.manager.save(checkpoint_number=step)
-        progress_bar.close()
-        writer.close()
-        seconds = time.perf_counter() - started
-        # The loop's last window always ends with an evaluation at the final
-        # step; only a resumed run that had already finished needs one here.
-        results = results or self.evaluate()
-        final = {**results, "steps": self.step, "wall_seconds": seconds,
-                 "training_seconds": seconds - evaluation_seconds,
-                 "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
-        self.export()
-        write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
-        return final
+        return results, evaluation_seconds
+
+    def stop(self):
+        """Saves a checkpoint at the step reached and returns the TrainingStopped to raise.
+
+        Called between two compiled calls, after the last one's weights passed
+        the divergence check, so the checkpoint holds good weights and a
+        resumed run ends with the same weights as an uninterrupted one. A
+        training window cut short is logged, after resuming, as the mean of
+        its remaining steps. At step 0 nothing was trained and nothing is saved.
+        """
+        step = self.step
+        if step > 0 and self.checkpoint_step != step:
+            self.manager.save(checkpoint_number=step)
+        saved = (f"its checkpoint at step {step} is in '{self.checkpoint_dir}'" if step > 0
+                 else "nothing was trained, so nothing was saved")
+        return TrainingStopped(f"Stopped by {self.stop_requested} at step {step}, between two compiled "
+                               f"calls; {saved}.")
+
+    @property
+    def checkpoint_step(self):
+        """The step of the latest checkpoint (run numbers them by step), or None without one."""
+        latest = self.manager.latest_checkpoint
+        return int(latest.rsplit("-", 1)[-1]) if latest else None
 
     def weights_are_finite(self):
         return all(bool(tf.reduce_all(tf.math.is_finite(variable))) for variable in self.variables)
 
     def divergence_message(self, loss, step):
-        """Says that training diverged, what was saved, and a command that starts it again."""
-        latest = self.manager.latest_checkpoint
-        saved = (f"Its last checkpoint, at step {latest.rsplit('-', 1)[-1]} in '{self.checkpoint_dir}', "
-                 "holds the weights from before (--resume would continue with the same settings)."
-                 if latest else "No checkpoint had been saved yet.")
+        """Says what became non-finite, whether a checkpoint was saved and at which step, and a
+        command that starts the run again."""
+        diverged = f"the loss became {loss}" if not math.isfinite(loss) else "a weight became inf or nan"
+        saved = (f"Its last checkpoint, saved before that, is at step {self.checkpoint_step} in "
+                 f"'{self.checkpoint_dir}'." if self.checkpoint_step is not None else "It had saved no checkpoint yet.")
         lower = self.config.learning_rate / 2
-        return (f"The loss became {loss}, or a weight non-finite, by step {step}; the run stopped. "
-                f"{saved} Start it again with a lower "
-                f"learning rate: add --learning_rate {lower:g} --run_name {self.config.name}-lr{lower:g} "
-                "to the same command.")
+        return (f"Training diverged by step {step}: {diverged}; the run stopped. {saved} Start it "
+                f"again with a lower learning rate: add --learning_rate {lower:g} "
+                f"--run_name {self.config.name}-lr{lower:g} to the same command.")
 
     def export(self):
         """Saves feature extractor + label classifier (with normalisation) as a .keras file."""
@@ -359,7 +402,32 @@ def load_data(config):
     return mnist, load_mnistm(config.mnistm_path)
 
 
-def main(arguments):
+# Ctrl-C sends SIGINT; `kill` and job schedulers send SIGTERM.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer):
+    """Inside it, a first SIGINT or SIGTERM asks the trainer to stop with a checkpoint.
+
+    The handler runs once the compiled call under way returns (at most
+    steps_per_call steps) and puts back the default actions, so that a second
+    signal after it ends the process at once, saving nothing more.
+    """
+    def request_stop(signal_number, frame):
+        for stop_signal in STOP_SIGNALS:
+            signal.signal(stop_signal, signal.SIG_DFL)
+        trainer.stop_requested = signal.Signals(signal_number).name
+
+    previous = {stop_signal: signal.signal(stop_signal, request_stop) for stop_signal in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
+
+
+def main(arguments, program="train.py"):
     resume = "--resume" in arguments
     arguments = [argument for argument in arguments if argument != "--resume"]
     try:
@@ -373,13 +441,20 @@ def main(arguments):
         # No name keeps the NumPy arrays alive: the trainer holds its own tensor
         # copies, and dropping the arrays saves about 220 MB of resident memory.
         trainer = Trainer(config, *load_data(config))
-        final = trainer.run(resume=resume)
+        with stop_on_signals(trainer):
+            final = trainer.run(resume=resume)
     except (DataError, OSError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingStopped as stopped:
+        print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
+              file=sys.stderr)
+        # 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as shells report a process
+        # that the signal ended.
+        return 128 + signal.Signals[trainer.stop_requested]
     print(json.dumps(final, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], program=sys.argv[0]))

@@ -23,8 +23,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Importing train first sets TF_ENABLE_ONEDNN_OPTS=1 (unless already set)
-# before TensorFlow loads, exactly as `python train.py` does.
+# First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
+import utils.tensorflow_startup  # noqa: E402, F401
+
 import train  # noqa: E402
 
 import tensorflow as tf  # noqa: E402

@@ -42,8 +42,9 @@ import time
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-# Importing train first sets TF_ENABLE_ONEDNN_OPTS=1 (unless already set)
-# before TensorFlow loads, exactly as `python train.py` does.
+# First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
+import utils.tensorflow_startup  # noqa: E402, F401
+
 import train  # noqa: E402
 
 import keras  # noqa: E402

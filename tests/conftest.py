@@ -197,6 +197,22 @@ def trained_weights(trainer):
     return [variable.numpy() for variable in trainer.variables]
 
 
+def stop_at(trainer, stop_step, request=None):
+    """Once training reaches stop_step: raises KeyboardInterrupt inside trainer.run(), an abrupt
+    end that saves nothing; or, given a request, sets it as trainer.stop_requested, as main's
+    signal handler does."""
+    train_steps = trainer.train_steps
+
+    def train_then_stop(num_steps):
+        train_steps(num_steps)
+        if trainer.step >= stop_step:
+            if request is None:
+                raise KeyboardInterrupt
+            trainer.stop_requested = request
+
+    trainer.train_steps = train_then_stop
+
+
 def paper_schedules(step, total_steps, initial_rate):
     """The paper's (lr, lambda) at p = step / total_steps, written out here rather than imported."""
     progress = step / total_steps

@@ -1,5 +1,6 @@
 """Config: defaults are valid, overrides are typed, bad values are refused before any work."""
 
+import dataclasses
 import json
 
 import pytest
@@ -50,6 +51,29 @@ def test_bad_overrides_are_refused(arguments, message):
 def test_invalid_values_are_refused(field, value):
     with pytest.raises(ValueError, match=f"Invalid config: .*{field}"):
         Config(**{field: value})
+
+
+FLOAT_FIELDS = [field.name for field in dataclasses.fields(Config) if field.type is float]
+
+
+def test_the_float_fields_are_found():
+    assert {"learning_rate", "momentum", "ema_momentum", "epochs", "lambda_max"} <= set(FLOAT_FIELDS)
+
+
+@pytest.mark.parametrize("field", FLOAT_FIELDS)
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan"])
+def test_non_finite_floats_are_refused(field, text):
+    overrides = parse_overrides([f"--{field}", text])  # float() parses all three.
+    with pytest.raises(ValueError, match=f"Invalid config: {field} must be a finite number, got {text}. "
+                                         "Fix it in config.py or on the command line."):
+        Config(**overrides)
+
+
+def test_train_refuses_an_infinite_learning_rate_with_one_error_line(capsys):
+    assert train.main(["--learning_rate", "inf"]) == 2
+    error = capsys.readouterr().err
+    assert error == ("error: Invalid config: learning_rate must be a finite number, got inf. "
+                     "Fix it in config.py or on the command line.\n")
 
 
 def test_config_round_trips_through_json():

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 import train
 from config import Config, parse_overrides
-from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, tiny_config, tiny_training_arrays,
-                      trained_weights as weights)
+from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
+                      tiny_training_arrays, trained_weights as weights)
 from model import DANN
 from utils.sources import load_mnist
 from utils.summaries import read_scalars
@@ -73,18 +73,6 @@ def test_the_export_gives_the_networks_logits_on_real_digits(tmp_path, real_data
     pixels = np.repeat(np.where(digits > 0, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
     np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
                                networks_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
-
-
-def stop_at(trainer, stop_step):
-    """Makes trainer.run() raise KeyboardInterrupt once training reaches stop_step, as Ctrl-C would."""
-    train_steps = trainer.train_steps
-
-    def train_then_stop(num_steps):
-        train_steps(num_steps)
-        if trainer.step >= stop_step:
-            raise KeyboardInterrupt
-
-    trainer.train_steps = train_then_stop
 
 
 @pytest.mark.parametrize("checkpoint_every, stop_step, restored_step", [
@@ -168,23 +156,33 @@ def test_resume_refuses_changed_settings_and_fresh_runs_refuse_to_overwrite(tmp_
         make_trainer(tiny_config(tmp_path, run_name="other")).start(resume=True)
 
 
-@pytest.mark.parametrize("learning_rate, checkpoint_step", [(1e40, None), (1e30, 1)])
-def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp_path, learning_rate,
+@pytest.mark.parametrize("learning_rate, cause, checkpoint_step", [
+    (1e40, "a weight became inf or nan", None), (1e30, "the loss became nan", 1)])
+def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp_path, learning_rate, cause,
                                                                           checkpoint_step):
     # 1e40 is infinite in float32: the first update makes the weights NaN while
     # the loss of that step is still finite. 1e30 keeps them finite for one step.
     config = tiny_config(tmp_path, learning_rate=learning_rate, checkpoint_every=1, steps_per_call=1)
-    with pytest.raises(train.TrainingError, match="The loss became") as raised:
+    with pytest.raises(train.TrainingError, match=f"Training diverged by step [12]: {cause}; ") as raised:
         make_trainer(config).run()
     message = str(raised.value)
+    checkpoint_dir = os.path.join(config.checkpoint_dir, config.name)
     if checkpoint_step is None:
-        assert "No checkpoint had been saved yet" in message
+        assert "It had saved no checkpoint yet." in message and "checkpoint, saved" not in message
         assert make_trainer(config).manager.latest_checkpoint is None
+        # Nothing was saved, so the same command starts the run again from step 0.
+        restarted = make_trainer(config)
+        restarted.start(resume=False)
+        assert restarted.step == 0
     else:
-        assert f"Its last checkpoint, at step {checkpoint_step}" in message
+        assert (f"Its last checkpoint, saved before that, is at step {checkpoint_step} in "
+                f"'{checkpoint_dir}'.") in message
         restored = make_trainer(config)
         restored.checkpoint.restore(restored.manager.latest_checkpoint)
         assert restored.step == checkpoint_step and restored.weights_are_finite()
+        # A saved checkpoint is protected: the same command refuses to start over it.
+        with pytest.raises(train.TrainingError, match="already exists"):
+            make_trainer(config).start(resume=False)
     # The advice is a command that works: a lower learning rate under a new name.
     advice = message.split("add ")[1].split(" to the same command")[0].split()
     assert advice[:2] == ["--learning_rate", f"{learning_rate / 2:g}"]

@@ -205,7 +205,8 @@ def _decode(name, data, source):
 
 def _download_mnist():
     # Keras is imported here because loading TensorFlow takes seconds and
-    # only a download needs it.
+    # only a download needs it; tensorflow_startup first, as in the scripts.
+    import utils.tensorflow_startup  # noqa: F401
     import keras
 
     try:
@@ -223,6 +224,7 @@ def _download_bsds(download_dir):
     downloads it again otherwise). A location fails when it cannot be reached
     or serves a file with another sha256; then the next one is tried.
     """
+    import utils.tensorflow_startup  # noqa: F401
     import keras
 
     folder = os.path.abspath(download_dir)
