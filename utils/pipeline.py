@@ -31,10 +31,9 @@ def random_colours(images, seed):
     """uint8 RGB batch -> float32 in 0..255, each image's black and white replaced by random colours.
 
     Each image draws a background colour and a stroke colour, each channel
-    uniform in 0..255, and its pixels move linearly between the two. About
-    half the digits come out darker than their background, and the colours
-    vary as much as the background of an MNIST-M image does. The colours
-    depend on `seed` alone, so a resumed run draws the same ones again.
+    uniform in 0..255, and its pixels move linearly between the two, so
+    about half the digits come out darker than their background. The
+    colours depend on `seed` alone, so a resumed run draws the same ones again.
     """
     background_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     shape = tf.stack([tf.shape(images)[0], 1, 1, 3])
