@@ -51,11 +51,12 @@ for line in sys.stdin.buffer:
 def startup_noise_filtered():
     """Inside it, file descriptor 2 (stderr, also C++'s) goes through FILTER_PROGRAM."""
     saved_stderr = os.dup(2)
-    # Its own session, so that a Ctrl-C while TensorFlow loads does not stop
-    # the filter before it has passed on the traceback.
+    # Its own process group, out of reach of the terminal's Ctrl-C, so that a
+    # Ctrl-C while TensorFlow loads does not stop the filter before it has
+    # passed on the traceback.
     filter_process = subprocess.Popen(
         [sys.executable, "-I", "-S", "-c", FILTER_PROGRAM, STARTUP_NOISE.pattern.decode()],
-        stdin=subprocess.PIPE, stdout=saved_stderr, start_new_session=True)
+        stdin=subprocess.PIPE, stdout=saved_stderr, process_group=0)
     os.dup2(filter_process.stdin.fileno(), 2)
     try:
         yield
