@@ -28,10 +28,12 @@ def table(log_dirs, thresholds):
     header = ["run", "final step", f"final {TAG}"] + [f"first >= {value}" for value in thresholds]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for log_dir in log_dirs:
-        points = summaries.read_scalars(log_dir).get(TAG)
+        # Read once: the final point and the thresholds come from the same events.
+        events = list(summaries.scalar_events(log_dir))
+        points = sorted((step, value) for tag, step, _, value in events if tag == TAG)
         if not points:
             raise ValueError(f"{log_dir} holds no '{TAG}' events; pass a run's folder under logs/.")
-        reached = summaries.first_reached(log_dir, TAG, thresholds)
+        reached = summaries.first_reached(events, TAG, thresholds)
         cells = [os.path.basename(os.path.normpath(log_dir)), f"{points[-1][0]:,}", f"{points[-1][1]:.4f}"]
         cells += [f"step {hit[0]:,}, {hit[1] / 60:.1f} min" if hit else "not reached"
                   for hit in (reached[value] for value in thresholds)]

@@ -70,17 +70,17 @@ def read_scalars(log_dir):
     return {tag: sorted(points) for tag, points in scalars.items()}
 
 
-def first_reached(log_dir, tag, thresholds):
+def first_reached(events, tag, thresholds):
     """For each threshold, the first logged (step, seconds) at which `tag` was >= it, or None.
 
-    Seconds count from the run's first logged event (the first training
-    window, a few seconds after the start), by the events' wall clock: they
-    include evaluations, and a stopped and resumed run's pause.
+    `events` are a run's scalar_events, read once by the caller. Seconds
+    count from the run's first logged event (the first training window, a
+    few seconds after the start), by the events' wall clock: they include
+    evaluations, and a stopped and resumed run's pause.
     """
-    every_event = list(scalar_events(log_dir))
-    start = min((wall_time for _, _, wall_time, _ in every_event), default=0.0)
-    events = sorted((step, wall_time, value) for event_tag, step, wall_time, value in every_event
+    start = min((wall_time for _, _, wall_time, _ in events), default=0.0)
+    points = sorted((step, wall_time, value) for event_tag, step, wall_time, value in events
                     if event_tag == tag)
-    return {threshold: next(((step, wall_time - start) for step, wall_time, value in events
+    return {threshold: next(((step, wall_time - start) for step, wall_time, value in points
                              if value >= threshold), None)
             for threshold in thresholds}
