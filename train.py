@@ -27,13 +27,12 @@ import signal
 import sys
 import time
 
-import keras
 import tensorflow as tf
 from tqdm import tqdm
 
 from config import parse_overrides, preset_config
-from model import DANN
-from utils import pipeline, schedules, system
+from model.step import DANNStep
+from utils import pipeline, system
 from utils.files import atomic_path, write_text_atomic
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
 from utils.sources import DataError, load_mnist
@@ -50,17 +49,15 @@ class TrainingStopped(Exception):
     """A run stopped on request (Ctrl-C or SIGTERM), with a checkpoint at the step it reached."""
 
 
-class Trainer:
-    """One run: networks, optimizer, data stream, metrics, checkpoints and logs."""
+class Trainer(DANNStep):
+    """One run: the DANN step (model/step.py) with its data stream, evaluations, checkpoints and logs."""
 
     def __init__(self, config, mnist, mnistm, evaluation_batch_size=EVALUATION_BATCH_SIZE):
-        self.config = config
         half_batch = config.batch_size // 2
         source = pipeline.Domain(mnist["x_train"], mnist["y_train"], is_mnist=True,
                                  binarize=config.binarize_source)
         target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
-        self.total_steps = math.ceil(config.epochs * len(source) / half_batch)
-        self.shards = system.batch_shards(config.batch_shards, half_batch)
+        super().__init__(config, total_steps=math.ceil(config.epochs * len(source) / half_batch))
         # The mean of what training feeds: the source digits as binarised (or
         # not) and coloured (or not) by the config, and the MNIST-M train images.
         self.pixel_mean = [float(value) for value in pixel_mean(
@@ -75,20 +72,7 @@ class Trainer:
                 mnistm["x_test"], mnistm["y_test"], is_mnist=False),
                 evaluation_batch_size, self.pixel_mean),
         }
-
-        self.networks = DANN(config)
-        self.variables = self.networks.trainable_variables
-        # With ema_momentum, the optimizer also keeps a moving average of the
-        # weights, which evaluation and export use (evaluation_weights).
-        self.optimizer = schedules.paper_optimizer(config, self.total_steps)
-        # Building the optimizer now creates its slots, so a checkpoint restores into them.
-        self.optimizer.build(self.variables)
         self.open_data_stream()
-        # The label accuracy is logged on the half the label loss trains on.
-        self.labelled_half = "target" if config.mode == "target_only" else "source"
-        self.metrics = {name: keras.metrics.Mean(name=name) for name in
-                        ("label_loss", "domain_loss", "total_loss", f"{self.labelled_half}_acc",
-                         "domain_acc")}
 
         self.checkpoint = tf.train.Checkpoint(
             feature_extractor=self.networks.feature_extractor,
@@ -107,103 +91,9 @@ class Trainer:
             *self.domains, self.config.batch_size // 2, self.pixel_mean,
             seed=self.config.seed, start_step=self.step, colour_source=self.config.colour_source))
 
-    @property
-    def step(self):
-        return int(self.optimizer.iterations.numpy())
-
-    def current_schedule(self):
-        """The learning rate and GRL lambda that the next step uses."""
-        progress = schedules.progress(self.optimizer.iterations, self.total_steps)
-        strength = (schedules.grl_lambda(progress, self.config.lambda_gamma, self.config.lambda_max)
-                    if self.config.mode == "dann" else 0.0)
-        return self.optimizer.learning_rate, strength
-
-    def train_step(self, source_images, source_labels, target_images, target_labels):
-        # Outside DANN, lambda stays 0: the domain classifier still learns, as a
-        # probe of how separable the domains are, but cannot change the features.
-        _, strength = self.current_schedule()
-        self.networks.gradient_reversal.set_strength(strength)
-        # Equal slices, each with as many source as target images, are
-        # independent branches of the graph that TensorFlow runs side by side.
-        # The mean of the slices' gradients is the gradient of the whole batch.
-        batch = (source_images, source_labels, target_images, target_labels)
-        slices = [self.slice_gradients(*part) for part in
-                  zip(*(tf.split(tensor, self.shards) for tensor in batch))]
-        gradients = [tf.add_n(list(parts)) / self.shards
-                     for parts in zip(*(slice_gradients for slice_gradients, _ in slices))]
-        self.optimizer.apply_gradients(zip(gradients, self.variables))
-        for name, metric in self.metrics.items():
-            metric.update_state(tf.add_n([values[name] for _, values in slices]) / self.shards)
-
-    def slice_gradients(self, source_images, source_labels, target_images, target_labels):
-        """Gradients of the DANN loss on one slice of the batch, and its metrics."""
-        half = tf.shape(source_images)[0]
-        images = tf.concat([source_images, target_images], axis=0)
-        domain_labels = tf.concat([tf.zeros([half], tf.int32), tf.ones([half], tf.int32)], axis=0)
-        with tf.GradientTape() as tape:
-            # One pass of the feature extractor over both halves.
-            features = self.networks.feature_extractor(images, training=True)
-            label_logits = self.networks.label_classifier(features, training=True)
-            domain_logits = self.networks.domain_classifier(features, training=True)
-            if self.labelled_half == "target":
-                labels, labelled_logits = target_labels, label_logits[half:]
-            else:
-                labels, labelled_logits = source_labels, label_logits[:half]
-            label_loss = cross_entropy(labels, labelled_logits)
-            domain_loss = cross_entropy(domain_labels, domain_logits)
-            # The domain loss is not weighted by lambda: lambda reaches only the
-            # features, through the GRL, and the domain classifier learns at the
-            # full rate. The JMLR paper's general update (eq. 15) scales the
-            # domain classifier's step by lambda too, but its experiments
-            # (section 5.2.2) update that classifier with a fixed lambda of 1
-            # so that it trains as fast as the label classifier.
-            total_loss = label_loss + self.config.domain_loss_weight * domain_loss
-        metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
-                   f"{self.labelled_half}_acc": accuracy(labels, labelled_logits),
-                   "domain_acc": accuracy(domain_labels, domain_logits)}
-        return tape.gradient(total_loss, self.variables), metrics
-
-    @tf.function
     def train_steps(self, num_steps):
-        """Runs num_steps training steps in one compiled call (a tensor, so no retrace)."""
-        for _ in tf.range(num_steps):
-            self.train_step(*next(self.iterator))
-
-    @tf.function
-    def evaluate_batch(self, images, labels, domain):
-        # Slices side by side, as in training; the last batch may be any size.
-        count = tf.shape(images)[0]
-        sizes = [(count + shard) // self.shards for shard in range(self.shards)]
-        label_logits, domain_logits = [], []
-        for part in tf.split(images, sizes):
-            features = self.networks.feature_extractor(part, training=False)
-            label_logits.append(self.networks.label_classifier(features, training=False))
-            domain_logits.append(self.networks.domain_classifier(features, training=False))
-        label_logits, domain_logits = tf.concat(label_logits, 0), tf.concat(domain_logits, 0)
-        domain_labels = tf.fill(tf.shape(labels), domain)
-        count = tf.cast(count, tf.float32)
-        return (count * accuracy(labels, label_logits), count * cross_entropy(labels, label_logits),
-                count * accuracy(domain_labels, domain_logits))
-
-    @contextlib.contextmanager
-    def evaluation_weights(self):
-        """Inside it, the networks hold the weights to evaluate and export.
-
-        With ema_momentum > 0 those are the optimizer's moving averages, swapped
-        in for the duration (as keras.callbacks.SwapEMAWeights does); training
-        continues from the weights themselves. Otherwise, the weights.
-        """
-        if not self.optimizer.use_ema:
-            yield
-            return
-        current = [variable.numpy() for variable in self.variables]
-        for variable, average in zip(self.variables, self.optimizer._model_variables_moving_average):
-            variable.assign(average)
-        try:
-            yield
-        finally:
-            for variable, value in zip(self.variables, current):
-                variable.assign(value)
+        """Runs num_steps training steps (a tensor, so no retrace) in one compiled call."""
+        self.run_steps(self.iterator, num_steps)
 
     def evaluate(self):
         """Accuracy and loss on MNIST test (source) and MNIST-M test (target), summed over batches."""
@@ -356,9 +246,6 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         return int(latest.rsplit("-", 1)[-1]) if latest else None
 
-    def weights_are_finite(self):
-        return all(bool(tf.reduce_all(tf.math.is_finite(variable))) for variable in self.variables)
-
     def divergence_message(self, loss, step):
         """Says what became non-finite, whether a checkpoint was saved and at which step, and a
         command that starts the run again."""
@@ -376,15 +263,6 @@ class Trainer:
         with atomic_path(path) as temporary, self.evaluation_weights():
             self.networks.classifier(self.pixel_mean).save(temporary)
         return path
-
-
-def cross_entropy(labels, logits):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-
-
-def accuracy(labels, logits):
-    predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))
 
 
 def next_multiple(step, every):

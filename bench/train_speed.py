@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 import utils.tensorflow_startup  # noqa: E402, F401
 
 import train  # noqa: E402
+from model.step import accuracy, cross_entropy  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -137,10 +138,10 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
             source_features = networks.feature_extractor(source_images, training=True)
             target_features = networks.feature_extractor(target_images, training=True)
             label_logits = networks.label_classifier(source_features, training=True)
-            label_loss = train.cross_entropy(source_labels, label_logits)
+            label_loss = cross_entropy(source_labels, label_logits)
             domain_loss = 0.5 * (
-                train.cross_entropy(source_domain, networks.domain_classifier(source_features, training=True))
-                + train.cross_entropy(target_domain, networks.domain_classifier(target_features, training=True)))
+                cross_entropy(source_domain, networks.domain_classifier(source_features, training=True))
+                + cross_entropy(target_domain, networks.domain_classifier(target_features, training=True)))
             total_loss = label_loss + domain_loss
         gradients = tape.gradient(total_loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
@@ -148,7 +149,7 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
             for tag, value in (("label_loss", label_loss), ("domain_loss", domain_loss),
                                ("total_loss", total_loss), ("learning_rate", learning_rate),
                                ("lambda", strength),
-                               ("source_acc", train.accuracy(source_labels, label_logits))):
+                               ("source_acc", accuracy(source_labels, label_logits))):
                 tf.summary.scalar(tag, value)
 
     result = rate_summary(*machine.time_steps(step, warmup_steps, seconds), config.batch_size)

@@ -13,7 +13,7 @@ import train
 from config import Config, parse_overrides
 from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
                       tiny_training_arrays, trained_weights as weights)
-from model import DANN
+from model import DANN, step
 from utils.sources import load_mnist
 from utils.summaries import read_scalars
 
@@ -198,11 +198,11 @@ def domain_gradients(networks, images, strength):
     after_reversal = networks.domain_classifier.layers[1:]  # The classifier's own layers.
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(features)
-        through_grl = train.cross_entropy(domain_labels, networks.domain_classifier(features))
+        through_grl = step.cross_entropy(domain_labels, networks.domain_classifier(features))
         direct = features
         for layer in after_reversal:
             direct = layer(direct)
-        own = train.cross_entropy(domain_labels, direct)
+        own = step.cross_entropy(domain_labels, direct)
     return tape.gradient(through_grl, features), tape.gradient(own, features)
 
 
