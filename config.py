@@ -14,6 +14,8 @@ import json
 import math
 
 MODES = ("dann", "source_only", "target_only")
+# Keras dtype policies, or auto (utils/precision.py says what each does and what auto picks).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 # Named sets of overrides on the defaults below: `python train.py --preset NAME`,
 # with any --field value on top. Each records what it is for and where it comes from.
@@ -97,6 +99,9 @@ class Config:
     # whole batch); 0: 2 on a CPU with 2+ cores, 1 with a GPU (utils/system.py).
     batch_shards: int = 0
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
+    # float32 | mixed_bfloat16 | mixed_float16 (GPUs, with loss scaling) | auto,
+    # which picks float32 today (utils/precision.py). train.py records its choice.
+    precision: str = "auto"
 
     def __post_init__(self):
         # float() parses "inf" and "nan", and inf would pass the range checks below.
@@ -105,6 +110,8 @@ class Config:
                   for field in dataclasses.fields(self) if field.type is float]
         checks += [
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got '{self.mode}'"),
+            (self.precision in PRECISIONS,
+             f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'"),
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (self.lr_alpha >= 0 and self.lr_beta >= 0 and self.lambda_gamma >= 0,

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from config import parse_overrides, preset_config
 from model.step import DANNStep
-from utils import pipeline, system
+from utils import pipeline, precision, system
 from utils.files import atomic_path, write_text_atomic
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
 from utils.sources import DataError, load_mnist
@@ -314,6 +314,10 @@ def main(arguments, program="train.py"):
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # The run's config.json records the precision it trained in, not "auto".
+    policy, reason = precision.resolve(config.precision)
+    config = dataclasses.replace(config, precision=policy)
+    print(f"precision: {policy} ({reason})")
     try:
         system.configure_for(config)
         # No name keeps the NumPy arrays alive: the trainer holds its own tensor

@@ -64,7 +64,7 @@ def draw(images, labels, count, rng, pixel_mean, is_mnist, binarize):
             torch.from_numpy(batch_labels.astype(np.int64)))
 
 
-def measure(config, mnist, mnistm, seconds, warmup_steps=5):
+def measure(config, mnist, mnistm, seconds, warmup_steps=5, bfloat16=False):
     torch.manual_seed(config.seed)
     features, labels, domains = build_networks(config)
     parameters = [*features.parameters(), *labels.parameters(), *domains.parameters()]
@@ -84,9 +84,14 @@ def measure(config, mnist, mnistm, seconds, warmup_steps=5):
         source_images, source_labels = draw(mnist["x_train"], mnist["y_train"], half, rng, pixel_mean,
                                             True, config.binarize_source)
         target_images, _ = draw(mnistm["x_train"], mnistm["y_train"], half, rng, pixel_mean, False, False)
-        encoded = features(torch.cat([source_images, target_images]))
-        label_loss = cross_entropy(labels(encoded[:half]), source_labels)
-        domain_loss = cross_entropy(domains(ReverseGradient.apply(encoded, strength)), domain_labels)
+        # bfloat16: PyTorch's CPU autocast, which runs convolutions and matrix products in
+        # bfloat16 and keeps the weights and the losses in float32.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            encoded = features(torch.cat([source_images, target_images]))
+            label_logits = labels(encoded[:half])
+            domain_logits = domains(ReverseGradient.apply(encoded, strength))
+        label_loss = cross_entropy(label_logits.float(), source_labels)
+        domain_loss = cross_entropy(domain_logits.float(), domain_labels)
         optimizer.zero_grad(set_to_none=True)
         (label_loss + domain_loss).backward()
         optimizer.step()
@@ -98,7 +103,8 @@ def measure(config, mnist, mnistm, seconds, warmup_steps=5):
             "cpu_share": cpu_seconds / elapsed / len(os.sched_getaffinity(0)),
             "per_step_steps_per_s": {"min": min(rates), "median": statistics.median(rates),
                                      "max": max(rates)},
-            "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+            "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "precision": "bfloat16 autocast" if bfloat16 else "float32"}
 
 
 def main(arguments):
@@ -110,12 +116,14 @@ def main(arguments):
     parser.add_argument("--batch_size", type=int, default=defaults.batch_size,
                         help="Images per step, half source and half target.")
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0: torch's default.")
+    parser.add_argument("--bfloat16", action="store_true", help="Run the step under CPU bfloat16 autocast.")
     arguments = parser.parse_args(arguments)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     mnist = dict(zip(("x_train", "y_train", "x_test", "y_test"), load_mnist(arguments.mnist or None)))
     config = Config(batch_size=arguments.batch_size)
-    print(json.dumps(measure(config, mnist, load_mnistm(arguments.mnistm), arguments.seconds)))
+    print(json.dumps(measure(config, mnist, load_mnistm(arguments.mnistm), arguments.seconds,
+                             bfloat16=arguments.bfloat16)))
     return 0
 
 

@@ -10,13 +10,18 @@ MNIST and MNIST-M data with the default Config and one batch size for all
 three (default: config.py's, half source and half target):
 
 - project: `train.Trainer.train_steps`, called as `Trainer.run` calls it
-  (steps_per_call steps per compiled call, then the window's metrics read);
+  (steps_per_call steps per compiled call, then the window's metrics read),
+  in float32, then again with `precision mixed_bfloat16`;
 - baseline: a seed-style eager loop written here, not in the library: eager
   GradientTape, the feature extractor run twice (source, then target),
   learning rate and GRL lambda computed as Python floats and set every step,
   NumPy batches, and TensorBoard scalars written every step; in a subprocess
   with TensorFlow's default thread pools, as such a loop would run;
-- torch: bench/torch_baseline.py in a subprocess, only when torch is installed.
+- torch: bench/torch_baseline.py in a subprocess, only when torch is installed,
+  in float32 and under PyTorch's CPU bfloat16 autocast.
+
+Where the CPU has no native bfloat16 (AVX512_BF16 or AMX), both frameworks
+emulate it, and the bfloat16 rates show what that costs.
 
 The project's step runs with the project's own thread settings
 (utils/system.py: batch_shards slices side by side).
@@ -56,7 +61,7 @@ import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
 from model import DANN  # noqa: E402
-from utils import system  # noqa: E402
+from utils import precision, system  # noqa: E402
 
 
 def forward_macs_per_image(networks):
@@ -157,11 +162,11 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
     return result
 
 
-def bench_config(arguments, scratch):
+def bench_config(arguments, scratch, precision="float32"):
     return Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
                   batch_size=arguments.batch_size, steps_per_call=arguments.steps_per_call,
                   batch_shards=arguments.batch_shards, log_dir=os.path.join(scratch, "logs"),
-                  checkpoint_dir=os.path.join(scratch, "checkpoints"))
+                  checkpoint_dir=os.path.join(scratch, "checkpoints"), precision=precision)
 
 
 def print_baseline(arguments):
@@ -221,6 +226,8 @@ def parse_arguments(arguments):
                         help=argparse.SUPPRESS)  # 'baseline': the eager loop alone, for a subprocess.
     parser.add_argument("--skip_baseline", action="store_true", help="Time only the project's step.")
     parser.add_argument("--skip_torch", action="store_true", help="Do not run the PyTorch comparison.")
+    parser.add_argument("--skip_bfloat16", action="store_true",
+                        help="Do not time the bfloat16 steps (slow on CPUs without native bfloat16).")
     parser.add_argument("--torch_threads", type=int, default=0,
                         help="torch.set_num_threads for the PyTorch run; 0: torch's default (one per core).")
     parsed = parser.parse_args(arguments)
@@ -250,19 +257,31 @@ def main(arguments):
         project, macs, shards = measure_project(config, mnist, mnistm, arguments.seconds,
                                                 arguments.steps_per_call)
         print(f"  {project['steps_per_s']:.2f} steps/s", flush=True)
+        project_bfloat16 = None
+        if not arguments.skip_bfloat16:
+            print(f"project step in mixed_bfloat16: {arguments.seconds:.0f} s ...", flush=True)
+            project_bfloat16, _, _ = measure_project(bench_config(arguments, scratch, "mixed_bfloat16"),
+                                                     mnist, mnistm, arguments.seconds, arguments.steps_per_call)
+            print(f"  {project_bfloat16['steps_per_s']:.2f} steps/s", flush=True)
     baseline = None
     if not arguments.skip_baseline:
         print(f"seed-style eager baseline: {arguments.seconds:.0f} s ...", flush=True)
         baseline = measure_in_subprocess("train_speed.py", arguments, ["--measure", "baseline"])
         print("  failed: see above" if baseline is None
               else f"  {baseline['steps_per_s']:.2f} steps/s", flush=True)
-    torch_result = None
+    torch_result = torch_bfloat16 = None
     if not arguments.skip_torch:
         print(f"PyTorch baseline: {arguments.seconds:.0f} s ...", flush=True)
         torch_result = (measure_in_subprocess("torch_baseline.py", arguments, torch_options(arguments))
                         if importlib.util.find_spec("torch") else None)
         print("  torch not installed: skipped" if torch_result is None
               else f"  {torch_result['steps_per_s']:.2f} steps/s", flush=True)
+        if torch_result is not None and not arguments.skip_bfloat16:
+            print(f"PyTorch baseline under bfloat16 autocast: {arguments.seconds:.0f} s ...", flush=True)
+            torch_bfloat16 = measure_in_subprocess("torch_baseline.py", arguments,
+                                                   [*torch_options(arguments), "--bfloat16"])
+            print("  failed: see above" if torch_bfloat16 is None
+                  else f"  {torch_bfloat16['steps_per_s']:.2f} steps/s", flush=True)
 
     flop_per_step = 2 * 3 * macs * config.batch_size
     achieved = project["steps_per_s"] * flop_per_step
@@ -276,6 +295,12 @@ def main(arguments):
         "torch_steps_per_s": torch_result and torch_result["steps_per_s"],
         "torch_images_per_s": torch_result and torch_result["images_per_s"],
         "speedup_vs_torch": torch_result and project["steps_per_s"] / torch_result["steps_per_s"],
+        "bf16_steps_per_s": project_bfloat16 and project_bfloat16["steps_per_s"],
+        "bf16_speedup_vs_fp32": project_bfloat16 and project_bfloat16["steps_per_s"] / project["steps_per_s"],
+        "torch_bf16_steps_per_s": torch_bfloat16 and torch_bfloat16["steps_per_s"],
+        "bf16_speedup_vs_torch_bf16": (project_bfloat16 and torch_bfloat16
+                                       and project_bfloat16["steps_per_s"] / torch_bfloat16["steps_per_s"]),
+        "native_bfloat16": precision.native_bfloat16(precision.cpu_flags(), tf.config.list_physical_devices("GPU")),
         "peak_fraction": peak and achieved / peak,
         "achieved_gflop_per_s": achieved / 1e9,
         "peak_gflop_per_s": peak and peak / 1e9,
@@ -283,8 +308,10 @@ def main(arguments):
         "work": {"forward_macs_per_image": macs, "gflop_per_step": flop_per_step / 1e9,
                  "rule": "flops = 2 x 3 (forward + backward) x forward MACs x batch"},
         "project": project,
+        "project_bf16": project_bfloat16,
         "baseline": baseline,
         "torch": torch_result,
+        "torch_bf16": torch_bfloat16,
         "settings": {**machine.settings(tf), "steps_per_call": arguments.steps_per_call,
                      "batch_shards": shards,
                      "batch_size": config.batch_size, "seconds_per_measurement": arguments.seconds,

@@ -40,10 +40,12 @@ class GradientReversalLayer(keras.layers.Layer):
 
     def __init__(self, initial_strength=0.0, **kwargs):
         super().__init__(**kwargs)
+        # Not autocast: under a mixed dtype policy lambda stays float32, and
+        # reverse_gradient casts it to the gradient's dtype itself.
         self.initial_strength = float(initial_strength)
         self.strength = self.add_weight(
             shape=(), initializer=keras.initializers.Constant(self.initial_strength),
-            trainable=False, name="strength")
+            trainable=False, autocast=False, name="strength")
 
     def set_strength(self, value):
         self.strength.assign(tf.cast(value, self.strength.dtype))

@@ -98,10 +98,14 @@ class DANNStep:
             # (section 5.2.2) update that classifier with a fixed lambda of 1
             # so that it trains as fast as the label classifier.
             total_loss = label_loss + self.config.domain_loss_weight * domain_loss
+            # Under mixed_float16 the optimizer scales the loss up so that small gradients do
+            # not underflow in float16, and scales the gradients back down before applying
+            # them; otherwise scale_loss returns the loss as it is.
+            scaled_loss = self.optimizer.scale_loss(total_loss)
         metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
                    f"{self.labelled_half}_acc": accuracy(labels, labelled_logits),
                    "domain_acc": accuracy(domain_labels, domain_logits)}
-        return tape.gradient(total_loss, self.variables), metrics
+        return tape.gradient(scaled_loss, self.variables), metrics
 
     @tf.function
     def evaluate_batch(self, images, labels, domain):
@@ -128,11 +132,13 @@ class DANNStep:
         in for the duration (as keras.callbacks.SwapEMAWeights does); training
         continues from the weights themselves. Otherwise, the weights.
         """
-        if not self.optimizer.use_ema:
+        # Under loss scaling the averages are kept by the optimizer it wraps.
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)
+        if not optimizer.use_ema:
             yield
             return
         current = [variable.numpy() for variable in self.variables]
-        for variable, average in zip(self.variables, self.optimizer._model_variables_moving_average):
+        for variable, average in zip(self.variables, optimizer._model_variables_moving_average):
             variable.assign(average)
         try:
             yield
@@ -145,6 +151,8 @@ class DANNStep:
 
 
 def cross_entropy(labels, logits):
+    # In float32 under every precision (the logits layers compute in float32 already).
+    logits = tf.cast(logits, tf.float32)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 

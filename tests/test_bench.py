@@ -27,13 +27,17 @@ def last_json_line(script, *arguments):
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def test_train_speed_runs_both_measurements_and_counts_the_papers_work(tmp_path):
+def test_train_speed_runs_every_measurement_and_counts_the_papers_work(tmp_path):
     mnist_path, mnistm_path = tiny_data(tmp_path)
     report = last_json_line("train_speed.py", "--mnist", mnist_path, "--mnistm", mnistm_path,
                             "--seconds", "0.3", "--batch_size", "8", "--steps_per_call", "2",
                             "--skip_torch")
     assert report["project"]["timed_steps"] > 0 and report["baseline"]["timed_steps"] > 0
     assert math.isfinite(report["project"]["last_total_loss"])
+    # The same step in bfloat16, and its rate against float32's.
+    assert math.isfinite(report["project_bf16"]["last_total_loss"])
+    assert report["bf16_speedup_vs_fp32"] == pytest.approx(
+        report["project_bf16"]["steps_per_s"] / report["project"]["steps_per_s"])
     # Multiply-adds per image, counted by hand from the paper's layers (valid convolutions):
     # conv1 24*24*32*5*5*3, conv2 8*8*48*5*5*32, label FC 768*100 + 100*100 + 100*10,
     # domain FC 768*100 + 100*2.
@@ -42,6 +46,18 @@ def test_train_speed_runs_both_measurements_and_counts_the_papers_work(tmp_path)
     assert report["work"]["forward_macs_per_image"] == expected
     assert report["work"]["gflop_per_step"] == pytest.approx(2 * 3 * expected * 8 / 1e9)
     assert report["settings"]["batch_size"] == 8 and report["torch"] is None
+
+
+def test_profile_step_sums_the_traced_ops_per_layer_and_direction(tmp_path):
+    mnist_path, mnistm_path = tiny_data(tmp_path)
+    report = last_json_line("profile_step.py", "--mnist", mnist_path, "--mnistm", mnistm_path,
+                            "--steps", "50", "--logdir", str(tmp_path / "profile"))
+    assert report["steps"] == 50
+    assert sum(report["by_direction"].values()) == pytest.approx(1.0)
+    convolutions = {(row["layer"], row["direction"]) for row in report["ops"] if "Conv2D" in row["op"]}
+    assert {("feature_extractor/conv1", "forward"), ("feature_extractor/conv1", "backward"),
+            ("feature_extractor/conv2", "forward"), ("feature_extractor/conv2", "backward")} <= convolutions
+    assert os.listdir(os.path.join(report["trace"], "plugins", "profile"))
 
 
 def test_time_to_accuracy_reports_an_unreached_target_and_every_evaluation(tmp_path):

@@ -9,6 +9,8 @@ them in the graph from the optimizer's step counter.
 import keras
 import tensorflow as tf
 
+from utils import precision
+
 
 def learning_rate(progress, initial=0.01, alpha=10.0, beta=0.75):
     """lr = initial / (1 + alpha * p) ** beta.
@@ -61,11 +63,16 @@ def paper_optimizer(config, total_steps):
     """SGD with momentum on the learning-rate schedule of `config`, as train.py trains with it.
 
     With config.ema_momentum > 0 it also keeps a moving average of the
-    weights (Keras' use_ema), which evaluation and export use. Built the same
+    weights (Keras' use_ema), which evaluation and export use. Under the
+    mixed_float16 precision it is wrapped in a LossScaleOptimizer. Built the same
     way here for training and for restoring a checkpoint, so that the two
     hold the same optimizer variables.
     """
-    return keras.optimizers.SGD(
+    optimizer = keras.optimizers.SGD(
         PaperLearningRate(total_steps, config.learning_rate, config.lr_alpha, config.lr_beta),
         momentum=config.momentum, use_ema=config.ema_momentum > 0,
         ema_momentum=config.ema_momentum or 0.99)
+    if precision.resolve(config.precision)[0] == "mixed_float16":
+        # Dynamic loss scaling, as the Keras mixed precision guide prescribes for float16.
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

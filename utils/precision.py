@@ -1,0 +1,71 @@
+"""Which numbers a run computes in (config.precision): a Keras dtype policy, and why it was chosen.
+
+    float32         every layer computes and stores in float32 (the paper's setting)
+    mixed_bfloat16  layers compute in bfloat16, weights stay float32
+    mixed_float16   layers compute in float16, weights stay float32; the loss is
+                    scaled (keras.optimizers.LossScaleOptimizer) so that small
+                    gradients do not underflow. For GPUs.
+    auto            float32, for now: see AUTO_PICKS_BFLOAT16.
+
+Under every policy the logits layers, the losses and the softmax stay in
+float32 (model/networks.py, model/step.py), and the exported classifier is a
+float32 model holding the same weights.
+"""
+
+import tensorflow as tf
+
+from config import PRECISIONS
+
+# auto picks mixed_bfloat16 on hardware with native bfloat16 only once three
+# seeds of the paper preset in bfloat16 have ended within the spread of the
+# float32 seeds. That comparison has not run: the machines this project is
+# measured on have no native bfloat16, where TensorFlow emulates it about 12x
+# slower than float32 (docs/performance.md), so one run would take hours.
+AUTO_PICKS_BFLOAT16 = False
+
+# CPU flags (/proc/cpuinfo) of instructions that compute in bfloat16.
+NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The first processor's flags, an empty set where the file cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            for line in stream:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bfloat16(flags, gpus):
+    """A phrase naming the hardware's native bfloat16, or None without it.
+
+    GPUs compute in bfloat16 from compute capability 8.0 (Ampere) on; CPUs
+    with AVX512_BF16 or AMX.
+    """
+    capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability")
+                    for gpu in gpus]
+    if gpus and all(capability and capability >= (8, 0) for capability in capabilities):
+        return f"GPU compute capability {min(capabilities)[0]}.{min(capabilities)[1]}"
+    native = [flag for flag in NATIVE_BFLOAT16_FLAGS if flag in flags]
+    return f"CPU flags {', '.join(native)}" if native and not gpus else None
+
+
+def resolve(precision, flags=None, gpus=None):
+    """(the Keras dtype policy to train with, a sentence saying why)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    if precision != "auto":
+        return precision, "set in the config"
+    flags = cpu_flags() if flags is None else flags
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    native = native_bfloat16(flags, gpus)
+    if native is None:
+        return "float32", "auto: no native bfloat16 here (AVX512_BF16, AMX, or a GPU of compute capability 8.0+)"
+    if AUTO_PICKS_BFLOAT16:
+        return "mixed_bfloat16", f"auto: native bfloat16 ({native})"
+    return "float32", (f"auto: native bfloat16 ({native}), but its accuracy on this recipe is not "
+                       "yet measured; --precision mixed_bfloat16 uses it")
