@@ -153,6 +153,17 @@ def preset_config(preset="paper", **overrides):
     return Config(**{**PRESETS[preset], **overrides, "preset": preset})
 
 
+def usage(description, aliases=None):
+    """A --help text: the script's description, then every field as --name with its type and default."""
+    lines = [description.rstrip(), "", "Settings (config.py's Config; any of them as --name value):"]
+    defaults = Config()
+    for field in dataclasses.fields(Config):
+        lines.append(f"  --{field.name} {field.type.__name__} (default: {getattr(defaults, field.name)!r})")
+    for short, name in (aliases or {}).items():
+        lines.append(f"  --{short} is short for --{name}")
+    return "\n".join(lines)
+
+
 def _parse_value(name, text, field_type):
     if field_type is bool:
         lowered = text.lower()

@@ -30,7 +30,7 @@ import time
 import tensorflow as tf
 from tqdm import tqdm
 
-from config import parse_overrides, preset_config
+from config import parse_overrides, preset_config, usage
 from model.step import DANNStep
 from utils import pipeline, precision, system
 from utils.files import atomic_path, write_text_atomic
@@ -305,11 +305,17 @@ def stop_on_signals(trainer):
             signal.signal(stop_signal, handler)
 
 
+ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}
+
+
 def main(arguments, program="train.py"):
+    if "--help" in arguments or "-h" in arguments:
+        print(usage(__doc__, ALIASES))
+        return 0
     resume = "--resume" in arguments
     arguments = [argument for argument in arguments if argument != "--resume"]
     try:
-        overrides = parse_overrides(arguments, aliases={"mnist": "mnist_path", "bsds": "bsds_path"})
+        overrides = parse_overrides(arguments, aliases=ALIASES)
         config = preset_config(**overrides)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -31,7 +31,7 @@ import train  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
-from config import parse_overrides, preset_config  # noqa: E402
+from config import parse_overrides, preset_config, usage  # noqa: E402
 from utils import system  # noqa: E402
 
 PAPER_TARGET_ACCURACY = 0.7666  # Ganin & Lempitsky (2015), table 1, MNIST -> MNIST-M.
@@ -79,9 +79,12 @@ def split_target(arguments):
 
 
 def main(arguments):
+    if "--help" in arguments or "-h" in arguments:
+        print(usage(__doc__ + f"\n  --target float (default: {PAPER_TARGET_ACCURACY})", train.ALIASES))
+        return 0
     try:
         target, arguments = split_target(arguments)
-        overrides = parse_overrides(arguments, aliases={"mnist": "mnist_path", "bsds": "bsds_path"})
+        overrides = parse_overrides(arguments, aliases=train.ALIASES)
         if {"log_dir", "checkpoint_dir", "run_name"} & set(overrides):
             raise ValueError("log_dir, checkpoint_dir and run_name are set by the benchmark (a temporary folder).")
     except ValueError as error:

@@ -125,3 +125,12 @@ def test_train_refuses_an_unknown_preset_with_one_error_line(capsys):
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "Known presets: paper, daipuwei, long" in error
     assert len(error.strip().splitlines()) == 1
+
+
+def test_help_lists_every_setting_and_exits_0(capsys):
+    assert train.main(["--help"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Train DANN")
+    for field in dataclasses.fields(Config):
+        assert f"--{field.name} " in printed
+    assert "--mnist is short for --mnist_path" in printed
