@@ -14,6 +14,7 @@ import json
 import math
 
 MODES = ("dann", "source_only", "target_only")
+STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/distribution.py
 
 # Named sets of overrides on the defaults below: `python train.py --preset NAME`,
 # with any --field value on top. Each records what it is for and where it comes from.
@@ -97,6 +98,10 @@ class Config:
     # whole batch); 0: 2 on a CPU with 2+ cores, 1 with a GPU (utils/system.py).
     batch_shards: int = 0
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
+    # tf.distribute: auto (one device: none; several GPUs: mirrored) | mirrored
+    # | multi_worker (machines from TF_CONFIG). README, "More devices and machines".
+    strategy: str = "auto"
+    cpu_devices: int = 1  # Logical devices the CPU is split into, for mirrored without GPUs.
 
     def __post_init__(self):
         # float() parses "inf" and "nan", and inf would pass the range checks below.
@@ -116,6 +121,9 @@ class Config:
             (self.batch_size >= 2 and self.batch_size % 2 == 0,
              f"batch_size must be even and >= 2 (half source, half target), got {self.batch_size}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.strategy in STRATEGIES,
+             f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'"),
+            (self.cpu_devices >= 1, f"cpu_devices must be >= 1, got {self.cpu_devices}"),
             (self.batch_shards >= 0 and (self.batch_shards == 0
                                          or (self.batch_size // 2) % self.batch_shards == 0),
              f"batch_shards must be 0 or divide the half batch ({self.batch_size // 2}), "

@@ -1,9 +1,11 @@
-"""TensorFlow runtime settings: threads, seeds, determinism, GPU memory growth."""
+"""TensorFlow runtime settings: devices and strategy, threads, seeds, determinism, GPU memory growth."""
 
 import os
 
 import keras
 import tensorflow as tf
+
+from utils import distribution
 
 
 def batch_shards(requested, half_batch):
@@ -21,13 +23,14 @@ def batch_shards(requested, half_batch):
     return 2 if half_batch % 2 == 0 else 1
 
 
-def configure(seed, deterministic=False, shards=1):
-    """Sets threads for `shards` parallel slices; seeds Python, NumPy and TensorFlow; sets op
-    determinism; lets GPUs grow their memory.
+def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto"):
+    """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; sets threads
+    for the slices and replicas that run side by side; seeds Python, NumPy and TensorFlow; sets
+    op determinism. Returns the tf.distribute strategy to train under (utils/distribution.py).
 
-    Threads and memory growth must be set before TensorFlow first runs an op,
-    so call this before building any model; if the runtime has already
-    started (a second run in one process), its thread settings stay.
+    Devices, threads and memory growth must be set before TensorFlow first
+    runs an op, so call this before building any model; if the runtime has
+    already started (a second run in one process), its thread settings stay.
     """
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -35,6 +38,9 @@ def configure(seed, deterministic=False, shards=1):
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass  # The GPU was already initialised by an earlier call in this process.
+    distribution.split_cpu(cpu_devices)
+    # Replicas on logical CPU devices run side by side, as slices do.
+    shards *= 1 if gpus else cpu_devices
     if shards > 1 and not gpus:
         cpus = len(os.sched_getaffinity(0))
         try:
@@ -43,12 +49,16 @@ def configure(seed, deterministic=False, shards=1):
             tf.config.threading.set_intra_op_parallelism_threads(max(1, cpus // shards))
         except RuntimeError:
             pass  # The runtime has started: threads can no longer change.
+    # Before any op runs: MultiWorkerMirroredStrategy configures the runtime's collectives.
+    chosen = distribution.make_strategy(strategy)
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+    return chosen
 
 
 def configure_for(config):
-    """configure() with a Config's seed, determinism and batch shards."""
-    configure(config.seed, config.deterministic,
-              batch_shards(config.batch_shards, config.batch_size // 2))
+    """configure() with a Config's seed, determinism, batch shards, CPU devices and strategy."""
+    return configure(config.seed, config.deterministic,
+                     batch_shards(config.batch_shards, config.batch_size // 2),
+                     config.cpu_devices, config.strategy)
