@@ -209,7 +209,7 @@ class Trainer(DANNStep):
         evaluation_seconds = 0.0
         results = None
         while self.step < self.total_steps:
-            if self.stop_requested:
+            if self.stop_agreed():
                 raise self.stop()
             step = self.step
             boundary = min(next_multiple(step, every) for every in
@@ -241,6 +241,24 @@ class Trainer(DANNStep):
             if step % config.checkpoint_every == 0 or step == self.total_steps:
                 self.save_checkpoint()
         return results, evaluation_seconds
+
+    def stop_agreed(self):
+        """Whether to stop now; on several machines, every worker stops at the same step.
+
+        A scheduler's SIGTERM reaches the workers at slightly different
+        times. Were each to stop on its own, one would save and exit while
+        another waited for it in the next step's all-reduce. So the workers
+        take the highest signal number any of them received (an all-reduce
+        of one number per call) and all stop together.
+        """
+        if distribution.task(self.strategy)[0] is None:
+            return self.stop_requested
+        received = signal.Signals[self.stop_requested].value if self.stop_requested else 0
+        # tf.distribute reduces by sum or mean only: gather every replica's number, take the highest.
+        highest = tf.reduce_max(self.strategy.gather(self.strategy.run(lambda: tf.constant([received])), axis=0))
+        if int(highest):
+            self.stop_requested = signal.Signals(int(highest)).name
+        return self.stop_requested
 
     def stop(self):
         """Saves a checkpoint at the step reached and returns the TrainingStopped to raise.

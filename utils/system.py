@@ -23,12 +23,13 @@ def batch_shards(requested, half_batch):
     return 2 if half_batch % 2 == 0 else 1
 
 
-def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto"):
+def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto", threads=None):
     """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; sets threads
     for the slices and replicas that run side by side; seeds Python, NumPy and TensorFlow; sets
     op determinism. Returns the tf.distribute strategy to train under (utils/distribution.py).
 
-    Devices, threads and memory growth must be set before TensorFlow first
+    threads: (inter-op, intra-op) thread counts to use instead (0: TensorFlow's
+    default), for benchmarks. Devices, threads and memory growth must be set before TensorFlow first
     runs an op, so call this before building any model; if the runtime has
     already started (a second run in one process), its thread settings stay.
     """
@@ -41,12 +42,13 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
     distribution.split_cpu(cpu_devices)
     # Replicas on logical CPU devices run side by side, as slices do.
     shards *= 1 if gpus else cpu_devices
-    if shards > 1 and not gpus:
-        cpus = len(os.sched_getaffinity(0))
+    if shards > 1 and not gpus and threads is None:
+        # One slice per inter-op thread, each op of a slice on its share of the cores.
+        threads = (shards, max(1, len(os.sched_getaffinity(0)) // shards))
+    if threads is not None:
         try:
-            # One slice per inter-op thread, each op of a slice on its share of the cores.
-            tf.config.threading.set_inter_op_parallelism_threads(shards)
-            tf.config.threading.set_intra_op_parallelism_threads(max(1, cpus // shards))
+            tf.config.threading.set_inter_op_parallelism_threads(threads[0])
+            tf.config.threading.set_intra_op_parallelism_threads(threads[1])
         except RuntimeError:
             pass  # The runtime has started: threads can no longer change.
     # Before any op runs: MultiWorkerMirroredStrategy configures the runtime's collectives.
@@ -57,8 +59,8 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
     return chosen
 
 
-def configure_for(config):
+def configure_for(config, threads=None):
     """configure() with a Config's seed, determinism, batch shards, CPU devices and strategy."""
     return configure(config.seed, config.deterministic,
                      batch_shards(config.batch_shards, config.batch_size // 2),
-                     config.cpu_devices, config.strategy)
+                     config.cpu_devices, config.strategy, threads)
