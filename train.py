@@ -33,9 +33,9 @@ from tqdm import tqdm
 from config import parse_overrides, preset_config
 from model.step import DANNStep
 from utils import distribution, pipeline, system
+from utils.distribution import DistributionError
 from utils.files import atomic_path, write_text_atomic
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
-from utils.distribution import DistributionError
 from utils.sources import DataError, load_mnist
 from utils.summaries import ScalarWriter, discard_after
 
@@ -247,9 +247,9 @@ class Trainer(DANNStep):
 
         A scheduler's SIGTERM reaches the workers at slightly different
         times. Were each to stop on its own, one would save and exit while
-        another waited for it in the next step's all-reduce. So the workers
-        take the highest signal number any of them received (an all-reduce
-        of one number per call) and all stop together.
+        another waited for it in the next step's all-reduce. So between calls
+        the workers gather the signal number each received (0: none) and all
+        stop on the highest.
         """
         if distribution.task(self.strategy)[0] is None:
             return self.stop_requested

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import write_fake_mnist, write_fake_mnistm
+from utils import system
 from utils.summaries import read_scalars
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,8 +147,9 @@ def test_two_worker_processes_train_stop_together_and_resume(tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--strategy", "multi_worker"], "TF_CONFIG, which is not set"),
-    (["--cpu_devices", "0"], "cpu_devices must be >= 1"),
+    (["--cpu_devices", "-1"], "cpu_devices must be >= 0"),
     (["--strategy", "mirrored", "--cpu_devices", "3"], "does not split evenly across 3 replicas"),
+    (["--strategy", "multi_worker", "--cpu_devices", "2"], "multi_worker trains one replica per CPU"),
 ])
 def test_bad_strategy_settings_stop_with_one_error_line(tmp_path, arguments, message):
     mnist_path, mnistm_path = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
@@ -160,3 +162,12 @@ def test_bad_strategy_settings_stop_with_one_error_line(tmp_path, arguments, mes
     assert completed.returncode == 2
     (line,) = completed.stderr.splitlines()
     assert line.startswith("error: ") and message in line
+
+
+def test_by_default_a_cpu_with_two_cores_trains_two_replicas():
+    # The suite runs on CPU; a machine with one core trains one replica.
+    cores = len(os.sched_getaffinity(0))
+    assert system.cpu_devices(0, half_batch=64) == (2 if cores >= 2 else 1)
+    assert system.cpu_devices(0, half_batch=63) == 1  # Halves that do not split evenly.
+    assert system.cpu_devices(0, half_batch=64, strategy="multi_worker") == 1
+    assert system.cpu_devices(3, half_batch=64) == 3
