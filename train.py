@@ -15,7 +15,7 @@ TensorBoard: tensorboard --logdir logs
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: F401
+import utils.tensorflow_startup
 
 import contextlib
 import dataclasses
@@ -104,7 +104,11 @@ class Trainer(DANNStep):
                 seed=self.config.seed, start_step=self.step, colour_source=self.config.colour_source,
                 parts=context.num_replicas_in_sync, part_ids=tuple(range(first, first + local_replicas)))
 
-        self.iterator = iter(self.strategy.distribute_datasets_from_function(replica_parts))
+        dataset = self.strategy.distribute_datasets_from_function(replica_parts)
+        # With several replicas the iterator warns, harmlessly, on stderr: filtered as at start-up.
+        with (utils.tensorflow_startup.startup_noise_filtered() if self.strategy.num_replicas_in_sync > 1
+              else contextlib.nullcontext()):
+            self.iterator = iter(dataset)
 
     def train_steps(self, num_steps):
         """Runs num_steps training steps (a tensor, so no retrace) in one compiled call."""

@@ -10,6 +10,10 @@ The gradient reversal layer in front of the domain classifier multiplies the
 domain loss's gradient by -lambda on its way into the features, with lambda
 following the paper's schedule (utils/schedules.py). train.py's Trainer runs
 this step in its loop; this file holds the maths only.
+
+Under a tf.distribute strategy each replica trains on an equal part of the
+batch, and the losses are scaled so that the replicas' summed gradients are
+the whole batch's gradient (train_step; docs/distributed.md).
 """
 
 import contextlib
@@ -37,8 +41,8 @@ class DANNStep:
         replicas = self.strategy.num_replicas_in_sync
         if (config.batch_size // 2) % replicas:
             raise DistributionError(f"batch_size {config.batch_size} does not split evenly across "
-                             f"{replicas} replicas: its half ({config.batch_size // 2} source and as "
-                             f"many target images) must be a multiple of {replicas}.")
+                                    f"{replicas} replicas: its half ({config.batch_size // 2} source and "
+                                    f"as many target images) must be a multiple of {replicas}.")
         with self.strategy.scope():
             self.networks = DANN(config)
             self.variables = self.networks.trainable_variables

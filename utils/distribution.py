@@ -29,8 +29,13 @@ class DistributionError(ValueError):
     """A strategy that cannot start as configured: the message says what to do."""
 
 
-def split_cpu(cpu_devices):
-    """Splits the first physical CPU into cpu_devices logical devices (1: leaves it whole)."""
+def split_cpu(cpu_devices, required=True):
+    """Splits the first physical CPU into cpu_devices logical devices (1: leaves it whole).
+
+    Once TensorFlow's runtime has started (a second run in one process), the
+    devices can no longer change: an error when `required`, else the
+    devices stay as they are.
+    """
     if cpu_devices <= 1:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -38,6 +43,8 @@ def split_cpu(cpu_devices):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
     except RuntimeError as error:
+        if not required or len(tf.config.list_logical_devices("CPU")) == cpu_devices:
+            return
         raise DistributionError(f"cpu_devices {cpu_devices}: TensorFlow's runtime has already started "
                                 "in this process, so its CPU can no longer be split. Set it in a "
                                 "fresh process (python train.py --cpu_devices N).") from error

@@ -25,13 +25,16 @@ def cpu_devices(requested, half_batch, strategy="auto"):
     return 2 if half_batch % 2 == 0 else 1
 
 
-def configure(seed, deterministic=False, cpu_devices=1, strategy="auto", threads=None):
+def configure(seed, deterministic=False, cpu_devices=1, strategy="auto", threads=None,
+              devices_required=True):
     """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; seeds
     Python, NumPy and TensorFlow; sets op determinism. Returns the tf.distribute strategy to
     train under (utils/distribution.py).
 
     threads: (inter-op, intra-op) thread counts to use instead (0: TensorFlow's
-    default), for benchmarks. Devices, threads and memory growth must be set before TensorFlow first
+    default), for benchmarks. devices_required: False when cpu_devices was
+    picked automatically, so a second run in one process keeps the devices
+    it finds instead of stopping. Devices, threads and memory growth must be set before TensorFlow first
     runs an op, so call this before building any model; if the runtime has
     already started (a second run in one process), its thread settings stay.
     """
@@ -41,7 +44,7 @@ def configure(seed, deterministic=False, cpu_devices=1, strategy="auto", threads
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass  # The GPU was already initialised by an earlier call in this process.
-    distribution.split_cpu(cpu_devices)
+    distribution.split_cpu(cpu_devices, devices_required)
     # TensorFlow's own thread pools by default: the replicas on logical CPU
     # devices share them, and ran faster with them than with one inter-op
     # thread a replica (docs/distributed.md).
@@ -63,4 +66,4 @@ def configure_for(config, threads=None):
     """configure() with a Config's seed, determinism, CPU devices and strategy."""
     return configure(config.seed, config.deterministic,
                      cpu_devices(config.cpu_devices, config.batch_size // 2, config.strategy),
-                     config.strategy, threads)
+                     config.strategy, threads, devices_required=config.cpu_devices > 0)
