@@ -15,7 +15,7 @@ TensorBoard: tensorboard --logdir logs
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: F401
+import utils.tensorflow_startup
 
 import contextlib
 import dataclasses
@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from config import parse_overrides, preset_config, usage
 from model.step import DANNStep
-from utils import pipeline, precision, system
+from utils import distribution, pipeline, precision, system
+from utils.distribution import DistributionError
 from utils.files import atomic_path, write_text_atomic
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
 from utils.sources import DataError, load_mnist
@@ -52,12 +53,15 @@ class TrainingStopped(Exception):
 class Trainer(DANNStep):
     """One run: the DANN step (model/step.py) with its data stream, evaluations, checkpoints and logs."""
 
-    def __init__(self, config, mnist, mnistm, evaluation_batch_size=EVALUATION_BATCH_SIZE):
+    def __init__(self, config, mnist, mnistm, evaluation_batch_size=EVALUATION_BATCH_SIZE, strategy=None):
         half_batch = config.batch_size // 2
         source = pipeline.Domain(mnist["x_train"], mnist["y_train"], is_mnist=True,
                                  binarize=config.binarize_source)
         target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
-        super().__init__(config, total_steps=math.ceil(config.epochs * len(source) / half_batch))
+        super().__init__(config, total_steps=math.ceil(config.epochs * len(source) / half_batch),
+                         strategy=strategy)
+        # Only the chief writes logs, exports and the run's JSON files (utils/distribution.py).
+        self.is_chief = distribution.is_chief(self.strategy)
         # The mean of what training feeds: the source digits as binarised (or
         # not) and coloured (or not) by the config, and the MNIST-M train images.
         self.pixel_mean = [float(value) for value in pixel_mean(
@@ -86,10 +90,25 @@ class Trainer(DANNStep):
         self.stop_requested = None
 
     def open_data_stream(self):
-        """The training batches from the current step on (the order depends on seed and step only)."""
-        self.iterator = iter(pipeline.training_dataset(
-            *self.domains, self.config.batch_size // 2, self.pixel_mean,
-            seed=self.config.seed, start_step=self.step, colour_source=self.config.colour_source))
+        """The training batches from the current step on (the order depends on seed and step only).
+
+        Each input pipeline (one per worker) draws its replicas' parts of
+        every batch, in the order its replicas take them; all the parts of a
+        step together are the batch one device would train on.
+        """
+        def replica_parts(context):
+            local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+            first = context.input_pipeline_id * local_replicas
+            return pipeline.training_dataset(
+                *self.domains, self.config.batch_size // 2, self.pixel_mean,
+                seed=self.config.seed, start_step=self.step, colour_source=self.config.colour_source,
+                parts=context.num_replicas_in_sync, part_ids=tuple(range(first, first + local_replicas)))
+
+        dataset = self.strategy.distribute_datasets_from_function(replica_parts)
+        # With several replicas the iterator warns, harmlessly, on stderr: filtered as at start-up.
+        with (utils.tensorflow_startup.startup_noise_filtered() if self.strategy.num_replicas_in_sync > 1
+              else contextlib.nullcontext()):
+            self.iterator = iter(dataset)
 
     def train_steps(self, num_steps):
         """Runs num_steps training steps (a tensor, so no retrace) in one compiled call."""
@@ -149,6 +168,9 @@ class Trainer(DANNStep):
             raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' and "
                                 f"'{self.checkpoint_dir}'. Pass --resume to continue it, choose "
                                 "another --run_name, or delete those folders.")
+        self.saved_step = self.checkpoint_step
+        if not self.is_chief:
+            return
         discard_after(self.log_dir, self.step)
         # Beside the logs for the record, beside the checkpoints for evaluate.py.
         for folder in (self.log_dir, self.checkpoint_dir):
@@ -163,7 +185,7 @@ class Trainer(DANNStep):
         self.start(resume)
         start_step = self.step
         started = time.perf_counter()
-        writer = ScalarWriter(self.log_dir)
+        writer = ScalarWriter(self.log_dir if self.is_chief else None)
         progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
                             desc=self.config.name, dynamic_ncols=True, file=sys.stdout)
         try:
@@ -179,8 +201,9 @@ class Trainer(DANNStep):
         final = {**results, "steps": self.step, "wall_seconds": seconds,
                  "training_seconds": seconds - evaluation_seconds,
                  "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
-        self.export()
-        write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
+        if self.is_chief:
+            self.export()
+            write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
         return final
 
     def train_to_end(self, writer, progress_bar):
@@ -190,7 +213,7 @@ class Trainer(DANNStep):
         evaluation_seconds = 0.0
         results = None
         while self.step < self.total_steps:
-            if self.stop_requested:
+            if self.stop_agreed():
                 raise self.stop()
             step = self.step
             boundary = min(next_multiple(step, every) for every in
@@ -220,8 +243,26 @@ class Trainer(DANNStep):
                 progress_bar.write(f"step {step}: " + ", ".join(
                     f"{tag} {value:.4f}" for tag, value in results.items()))
             if step % config.checkpoint_every == 0 or step == self.total_steps:
-                self.manager.save(checkpoint_number=step)
+                self.save_checkpoint()
         return results, evaluation_seconds
+
+    def stop_agreed(self):
+        """Whether to stop now; on several machines, every worker stops at the same step.
+
+        A scheduler's SIGTERM reaches the workers at slightly different
+        times. Were each to stop on its own, one would save and exit while
+        another waited for it in the next step's all-reduce. So between calls
+        the workers gather the signal number each received (0: none) and all
+        stop on the highest.
+        """
+        if distribution.task(self.strategy)[0] is None:
+            return self.stop_requested
+        received = signal.Signals[self.stop_requested].value if self.stop_requested else 0
+        # tf.distribute reduces by sum or mean only: gather every replica's number, take the highest.
+        highest = tf.reduce_max(self.strategy.gather(self.strategy.run(lambda: tf.constant([received])), axis=0))
+        if int(highest):
+            self.stop_requested = signal.Signals(int(highest)).name
+        return self.stop_requested
 
     def stop(self):
         """Saves a checkpoint at the step reached and returns the TrainingStopped to raise.
@@ -233,17 +274,27 @@ class Trainer(DANNStep):
         its remaining steps. At step 0 nothing was trained and nothing is saved.
         """
         step = self.step
-        if step > 0 and self.checkpoint_step != step:
-            self.manager.save(checkpoint_number=step)
+        if step > 0 and self.saved_step != step:
+            self.save_checkpoint()
         saved = (f"its checkpoint at step {step} is in '{self.checkpoint_dir}'" if step > 0
                  else "nothing was trained, so nothing was saved")
         return TrainingStopped(f"Stopped by {self.stop_requested} at step {step}, between two compiled "
                                f"calls; {saved}.")
 
+    def save_checkpoint(self):
+        """Saves the training state at the current step: the chief in the run's folder, any other
+        worker in a temporary folder it then deletes (utils/distribution.checkpoint_folder)."""
+        with distribution.checkpoint_folder(self.checkpoint_dir, self.strategy) as folder:
+            manager = (self.manager if folder == self.checkpoint_dir else
+                       tf.train.CheckpointManager(self.checkpoint, folder, max_to_keep=1))
+            manager.save(checkpoint_number=self.step)
+        # Recorded here, not read from the folder, so every worker decides alike.
+        self.saved_step = self.step
+
     @property
     def checkpoint_step(self):
         """The step of the latest checkpoint (run numbers them by step), or None without one."""
-        latest = self.manager.latest_checkpoint
+        latest = tf.train.latest_checkpoint(self.checkpoint_dir)
         return int(latest.rsplit("-", 1)[-1]) if latest else None
 
     def divergence_message(self, loss, step):
@@ -325,13 +376,13 @@ def main(arguments, program="train.py"):
     config = dataclasses.replace(config, precision=policy)
     print(f"precision: {policy} ({reason})")
     try:
-        system.configure_for(config)
+        strategy = system.configure_for(config)
         # No name keeps the NumPy arrays alive: the trainer holds its own tensor
         # copies, and dropping the arrays saves about 220 MB of resident memory.
-        trainer = Trainer(config, *load_data(config))
+        trainer = Trainer(config, *load_data(config), strategy=strategy)
         with stop_on_signals(trainer):
             final = trainer.run(resume=resume)
-    except (DataError, OSError, TrainingError) as error:
+    except (DataError, DistributionError, OSError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingStopped as stopped:

@@ -1,4 +1,4 @@
-"""The DANN training step: the losses, the GRL's strength, the slices of a batch and the metrics.
+"""The DANN training step: the losses, the GRL's strength, the replicas' parts of a batch and the metrics.
 
 A batch is half source and half target. One pass of the feature extractor
 serves both halves; the label loss sees the labelled half only (source, or
@@ -10,6 +10,10 @@ The gradient reversal layer in front of the domain classifier multiplies the
 domain loss's gradient by -lambda on its way into the features, with lambda
 following the paper's schedule (utils/schedules.py). train.py's Trainer runs
 this step in its loop; this file holds the maths only.
+
+Under a tf.distribute strategy each replica trains on an equal part of the
+batch, and the losses are scaled so that the replicas' summed gradients are
+the whole batch's gradient (train_step; docs/distributed.md).
 """
 
 import contextlib
@@ -18,28 +22,40 @@ import keras
 import tensorflow as tf
 
 from model.networks import DANN
-from utils import schedules, system
+from utils import schedules
+from utils.distribution import DistributionError
 
 
 class DANNStep:
-    """The networks, optimizer and metrics of one run, and the compiled step that trains them."""
+    """The networks, optimizer and metrics of one run, and the compiled step that trains them.
 
-    def __init__(self, config, total_steps):
+    Everything is built under `strategy` (tf.distribute; default: TensorFlow's
+    default strategy, one device), so the step runs on one device, on several,
+    or on several machines with the same code and the same maths.
+    """
+
+    def __init__(self, config, total_steps, strategy=None):
         self.config = config
         self.total_steps = total_steps
-        self.shards = system.batch_shards(config.batch_shards, config.batch_size // 2)
-        self.networks = DANN(config)
-        self.variables = self.networks.trainable_variables
-        # With ema_momentum, the optimizer also keeps a moving average of the
-        # weights, which evaluation and export use (evaluation_weights).
-        self.optimizer = schedules.paper_optimizer(config, total_steps)
-        # Building the optimizer now creates its slots, so a checkpoint restores into them.
-        self.optimizer.build(self.variables)
-        # The label accuracy is logged on the half the label loss trains on.
-        self.labelled_half = "target" if config.mode == "target_only" else "source"
-        self.metrics = {name: keras.metrics.Mean(name=name) for name in
-                        ("label_loss", "domain_loss", "total_loss", f"{self.labelled_half}_acc",
-                         "domain_acc")}
+        self.strategy = strategy or tf.distribute.get_strategy()
+        replicas = self.strategy.num_replicas_in_sync
+        if (config.batch_size // 2) % replicas:
+            raise DistributionError(f"batch_size {config.batch_size} does not split evenly across "
+                                    f"{replicas} replicas: its half ({config.batch_size // 2} source and "
+                                    f"as many target images) must be a multiple of {replicas}.")
+        with self.strategy.scope():
+            self.networks = DANN(config)
+            self.variables = self.networks.trainable_variables
+            # With ema_momentum, the optimizer also keeps a moving average of the
+            # weights, which evaluation and export use (evaluation_weights).
+            self.optimizer = schedules.paper_optimizer(config, total_steps)
+            # Building the optimizer now creates its slots, so a checkpoint restores into them.
+            self.optimizer.build(self.variables)
+            # The label accuracy is logged on the half the label loss trains on.
+            self.labelled_half = "target" if config.mode == "target_only" else "source"
+            self.metrics = {name: keras.metrics.Mean(name=name) for name in
+                            ("label_loss", "domain_loss", "total_loss", f"{self.labelled_half}_acc",
+                             "domain_acc")}
 
     @property
     def step(self):
@@ -59,27 +75,34 @@ class DANNStep:
             self.train_step(*next(iterator))
 
     def train_step(self, source_images, source_labels, target_images, target_labels):
+        """One step on a batch: each replica trains on its part, the optimizer sums their gradients.
+
+        Each part holds as many source as target images. Every loss is a sum
+        over the part's images divided by the whole batch's count
+        (tf.nn.compute_average_loss), so the gradients the optimizer sums
+        across replicas (Keras' all-reduce) are the whole batch's gradient,
+        whatever the number of replicas.
+        """
         # Outside DANN, lambda stays 0: the domain classifier still learns, as a
         # probe of how separable the domains are, but cannot change the features.
+        # Set once for all replicas, from the optimizer's global step.
         _, strength = self.current_schedule()
         self.networks.gradient_reversal.set_strength(strength)
-        # Equal slices, each with as many source as target images, are
-        # independent branches of the graph that TensorFlow runs side by side.
-        # The mean of the slices' gradients is the gradient of the whole batch.
-        batch = (source_images, source_labels, target_images, target_labels)
-        slices = [self.slice_gradients(*part) for part in
-                  zip(*(tf.split(tensor, self.shards) for tensor in batch))]
-        gradients = [tf.add_n(list(parts)) / self.shards
-                     for parts in zip(*(slice_gradients for slice_gradients, _ in slices))]
-        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        metrics = self.strategy.run(self.replica_step, args=(
+            source_images, source_labels, target_images, target_labels))
         for name, metric in self.metrics.items():
-            metric.update_state(tf.add_n([values[name] for _, values in slices]) / self.shards)
+            metric.update_state(self.strategy.reduce(tf.distribute.ReduceOp.SUM, metrics[name], axis=None))
 
-    def slice_gradients(self, source_images, source_labels, target_images, target_labels):
-        """Gradients of the DANN loss on one slice of the batch, and its metrics."""
+    def replica_step(self, source_images, source_labels, target_images, target_labels):
+        """Updates the weights with this replica's part of the batch; returns its share of the metrics.
+
+        Shares are sums over the part divided by the whole batch's count: the
+        shares of all replicas add up to the batch's means.
+        """
         half = tf.shape(source_images)[0]
         images = tf.concat([source_images, target_images], axis=0)
         domain_labels = tf.concat([tf.zeros([half], tf.int32), tf.ones([half], tf.int32)], axis=0)
+        labelled_count = self.config.batch_size // 2  # Of the whole batch, over all replicas.
         with tf.GradientTape() as tape:
             # One pass of the feature extractor over both halves.
             features = self.networks.feature_extractor(images, training=True)
@@ -89,8 +112,10 @@ class DANNStep:
                 labels, labelled_logits = target_labels, label_logits[half:]
             else:
                 labels, labelled_logits = source_labels, label_logits[:half]
-            label_loss = cross_entropy(labels, labelled_logits)
-            domain_loss = cross_entropy(domain_labels, domain_logits)
+            label_loss = tf.nn.compute_average_loss(cross_entropies(labels, labelled_logits),
+                                                    global_batch_size=labelled_count)
+            domain_loss = tf.nn.compute_average_loss(cross_entropies(domain_labels, domain_logits),
+                                                     global_batch_size=self.config.batch_size)
             # The domain loss is not weighted by lambda: lambda reaches only the
             # features, through the GRL, and the domain classifier learns at the
             # full rate. The JMLR paper's general update (eq. 15) scales the
@@ -102,27 +127,23 @@ class DANNStep:
             # not underflow in float16, and scales the gradients back down before applying
             # them; otherwise scale_loss returns the loss as it is.
             scaled_loss = self.optimizer.scale_loss(total_loss)
-        metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
-                   f"{self.labelled_half}_acc": accuracy(labels, labelled_logits),
-                   "domain_acc": accuracy(domain_labels, domain_logits)}
-        return tape.gradient(scaled_loss, self.variables), metrics
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, self.variables), self.variables))
+        return {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
+                f"{self.labelled_half}_acc": correct(labels, labelled_logits) / labelled_count,
+                "domain_acc": correct(domain_labels, domain_logits) / self.config.batch_size}
 
     @tf.function
     def evaluate_batch(self, images, labels, domain):
-        """Number correct, summed loss and number the domain classifier gets right, on one batch."""
-        # Slices side by side, as in training; the last batch may be any size.
-        count = tf.shape(images)[0]
-        sizes = [(count + shard) // self.shards for shard in range(self.shards)]
-        label_logits, domain_logits = [], []
-        for part in tf.split(images, sizes):
-            features = self.networks.feature_extractor(part, training=False)
-            label_logits.append(self.networks.label_classifier(features, training=False))
-            domain_logits.append(self.networks.domain_classifier(features, training=False))
-        label_logits, domain_logits = tf.concat(label_logits, 0), tf.concat(domain_logits, 0)
+        """Number correct, summed loss and number the domain classifier gets right, on one batch.
+
+        On this process's first device: each worker evaluates the whole test sets.
+        """
+        features = self.networks.feature_extractor(images, training=False)
+        label_logits = self.networks.label_classifier(features, training=False)
+        domain_logits = self.networks.domain_classifier(features, training=False)
         domain_labels = tf.fill(tf.shape(labels), domain)
-        count = tf.cast(count, tf.float32)
-        return (count * accuracy(labels, label_logits), count * cross_entropy(labels, label_logits),
-                count * accuracy(domain_labels, domain_logits))
+        return (correct(labels, label_logits), tf.reduce_sum(cross_entropies(labels, label_logits)),
+                correct(domain_labels, domain_logits))
 
     @contextlib.contextmanager
     def evaluation_weights(self):
@@ -150,12 +171,22 @@ class DANNStep:
         return all(bool(tf.reduce_all(tf.math.is_finite(variable))) for variable in self.variables)
 
 
-def cross_entropy(labels, logits):
-    # In float32 under every precision (the logits layers compute in float32 already).
+def cross_entropies(labels, logits):
+    """The cross-entropy of each example, in float32 under every precision (the logits layers
+    compute in float32 already)."""
     logits = tf.cast(logits, tf.float32)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def cross_entropy(labels, logits):
+    return tf.reduce_mean(cross_entropies(labels, logits))
+
+
+def correct(labels, logits):
+    """How many examples the logits classify right, as a float."""
+    predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.float32))
 
 
 def accuracy(labels, logits):
-    predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    return tf.reduce_mean(tf.cast(tf.equal(predictions, labels), tf.float32))
+    return correct(labels, logits) / tf.cast(tf.shape(labels)[0], tf.float32)

@@ -40,7 +40,7 @@ TOLERANCES = {"mixed_bfloat16": 0.25, "mixed_float16": 0.1}
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_a_mixed_step_follows_the_float32_gradient(tmp_path, policy):
-    trainer = make_trainer(tiny_config(tmp_path, precision=policy, batch_shards=2, momentum=0.0,
+    trainer = make_trainer(tiny_config(tmp_path, precision=policy, momentum=0.0,
                                        learning_rate=1.0))
     conv1 = trainer.networks.feature_extractor.get_layer("conv1")
     assert conv1.compute_dtype == policy.split("_")[1] and conv1.variable_dtype == "float32"

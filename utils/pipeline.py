@@ -27,18 +27,21 @@ def normalize(images, pixel_mean):
     return (tf.cast(images, tf.float32) - tf.constant(pixel_mean, tf.float32)) / 255.0
 
 
-def random_colours(images, seed):
+def random_colours(images, seed, part=0, parts=1):
     """uint8 RGB batch -> float32 in 0..255, each image's black and white replaced by random colours.
 
     Each image draws a background colour and a stroke colour, each channel
     uniform in 0..255, and its pixels move linearly between the two, so
     about half the digits come out darker than their background. The
     colours depend on `seed` alone, so a resumed run draws the same ones again.
+    With parts > 1, `images` are part `part` of a batch cut into `parts`
+    equal parts, and get that part of the colours drawn for the whole batch.
     """
     background_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    shape = tf.stack([tf.shape(images)[0], 1, 1, 3])
-    background = tf.random.stateless_uniform(shape, background_seed, 0.0, 255.0)
-    stroke = tf.random.stateless_uniform(shape, stroke_seed, 0.0, 255.0)
+    count = tf.shape(images)[0]
+    shape = tf.stack([count * parts, 1, 1, 3])
+    background = tf.random.stateless_uniform(shape, background_seed, 0.0, 255.0)[part * count:][:count]
+    stroke = tf.random.stateless_uniform(shape, stroke_seed, 0.0, 255.0)[part * count:][:count]
     return background + (stroke - background) * (tf.cast(images, tf.float32) / 255.0)
 
 
@@ -57,16 +60,16 @@ class Domain:
     def __len__(self):
         return int(self.labels.shape[0])
 
-    def prepare(self, images, pixel_mean, colour_seed=None):
+    def prepare(self, images, pixel_mean, colour_seed=None, part=0, parts=1):
         """uint8 batch -> normalised float32; with colour_seed, in random colours (random_colours)."""
         if self.is_mnist:
             images = source_to_rgb(images, self.binarize)
         if colour_seed is not None:
-            images = random_colours(images, colour_seed)
+            images = random_colours(images, colour_seed, part, parts)
         return normalize(images, pixel_mean)
 
-    def gather(self, indices, pixel_mean, colour_seed=None):
-        return (self.prepare(tf.gather(self.images, indices), pixel_mean, colour_seed),
+    def gather(self, indices, pixel_mean, colour_seed=None, part=0, parts=1):
+        return (self.prepare(tf.gather(self.images, indices), pixel_mean, colour_seed, part, parts),
                 tf.gather(self.labels, indices))
 
 
@@ -101,29 +104,42 @@ def _index_batches(size, batch_size, seed, stream, start_step):
 
 
 def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
-                     colour_source=False):
+                     colour_source=False, parts=1, part_ids=(0,)):
     """Endless batches of (source_x, source_y, target_x, target_y), half_batch images each.
 
     Source and target are shuffled independently, each with a new order
     every epoch of its own; `start_step` skips the batches a resumed run has
     already trained on. colour_source: the source images in random colours
     (random_colours), drawn from the seed and the step.
+
+    For replicas (tf.distribute): each step's batch is cut into `parts`
+    equal parts, each with half_batch / parts source and as many target
+    images, and the dataset gives, step after step, the parts numbered
+    `part_ids` in turn. Together the parts are the batch one device trains on.
     """
     colour_stream = tf.constant([seed, COLOUR_STREAM], tf.int64)
 
-    def draw(source_indices, target_indices, step):
+    def draw(source_indices, target_indices, step, part):
         colour_seed = (tf.random.experimental.stateless_fold_in(colour_stream, step)
                        if colour_source else None)
-        return (*source.gather(source_indices, pixel_mean, colour_seed),
+        return (*source.gather(source_indices, pixel_mean, colour_seed, part, parts),
                 *target.gather(target_indices, pixel_mean))
+
+    def cut(source_indices, target_indices, step):
+        """This pipeline's parts of one step's indices, one element each."""
+        chosen = tf.constant(part_ids, tf.int32)
+        return tf.data.Dataset.from_tensor_slices((
+            tf.gather(tf.reshape(source_indices, [parts, -1]), chosen),
+            tf.gather(tf.reshape(target_indices, [parts, -1]), chosen),
+            tf.fill(tf.shape(chosen), step), chosen))
 
     indices = tf.data.Dataset.zip((
         _index_batches(len(source), half_batch, seed, SOURCE_STREAM, start_step),
         _index_batches(len(target), half_batch, seed, TARGET_STREAM, start_step),
-        tf.data.Dataset.range(start_step, 2**62)))
-    # Two batches ahead are enough to hide the gather behind the training step;
+        tf.data.Dataset.range(start_step, 2**62))).flat_map(cut)
+    # Two steps ahead are enough to hide the gather behind the training step;
     # a larger buffer only holds more float images in memory.
-    return indices.map(draw).prefetch(2)
+    return indices.map(draw).prefetch(2 * len(part_ids))
 
 
 def evaluation_dataset(domain, batch_size, pixel_mean):

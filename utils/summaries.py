@@ -12,10 +12,11 @@ EVENT_FILES = "events.out.tfevents.*"
 
 
 class ScalarWriter:
-    """Writes dicts of scalars as TensorBoard events under one folder."""
+    """Writes dicts of scalars as TensorBoard events under one folder (None: writes nothing)."""
 
     def __init__(self, log_dir):
-        self.writer = tf.summary.create_file_writer(log_dir)
+        self.writer = (tf.summary.create_file_writer(log_dir) if log_dir is not None
+                       else tf.summary.create_noop_writer())
 
     def write(self, scalars, step):
         with self.writer.as_default(step=int(step)):
