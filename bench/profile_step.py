@@ -9,9 +9,10 @@ under `tf.profiler.experimental`, which writes a trace that TensorBoard's
 Profile tab shows (with the tensorboard-plugin-profile package). The trace's
 op events on TensorFlow's compute threads are then summed per layer, op and
 direction: forward, or backward (ops under the gradient tape). Times are
-per training step and add the two slices of a batch, which run side by side
-on separate cores, so a convolution's GFLOP/s is what one core reached.
-The last line of output is one JSON object.
+per training step and add up the replicas (utils/distribution.py), whose
+ops run side by side; a convolution's GFLOP/s is its work over the time it
+ran, so on one core it can be set against one core's peak. The last line of
+output is one JSON object.
 """
 
 import argparse
@@ -122,7 +123,7 @@ def main(arguments):
     print(f"{steps} steps in {wall:.2f} s under the profiler ({steps / wall:.1f} steps/s); "
           f"compute threads busy {', '.join(f'{seconds / wall:.0%}' for seconds in busy)}; "
           f"tf.data threads {data_seconds / wall:.0%} of one core.\n")
-    print("| layer | op | direction | ms a step | share | GFLOP/s on one core |\n|---|---|---|---|---|---|")
+    print("| layer | op | direction | ms a step | share | GFLOP/s while it ran |\n|---|---|---|---|---|---|")
     for (where, kernel, direction), seconds in op_seconds.most_common():
         milliseconds = 1e3 * seconds / steps
         # Forward, filter gradient and input gradient each cost one forward's multiply-adds.
