@@ -96,6 +96,9 @@ class Config:
 
     # system
     steps_per_call: int = 50  # Training steps run inside one compiled call.
+    # Equal slices of each batch computed side by side (same gradient as the
+    # whole batch); 0: 2 on a CPU with 2+ cores and one replica, else 1 (utils/system.py).
+    batch_shards: int = 0
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
     # float32 | mixed_bfloat16 | mixed_float16 (GPUs, with loss scaling) | auto,
     # which picks float32 today (utils/precision.py). train.py records its choice.
@@ -103,9 +106,9 @@ class Config:
     # tf.distribute: auto (one device: none; several GPUs: mirrored) | mirrored
     # | multi_worker (machines from TF_CONFIG). README, "More devices and machines".
     strategy: str = "auto"
-    # Logical devices the CPU is split into, each a replica of `mirrored`; 0: 2 on
-    # a CPU with 2+ cores and no GPU, else 1 (utils/system.py, docs/distributed.md).
-    cpu_devices: int = 0
+    # Logical devices the CPU is split into, each a replica of `mirrored`, to try
+    # it without GPUs. On 2 cores slices (batch_shards) trained faster (docs/distributed.md).
+    cpu_devices: int = 1
 
     def __post_init__(self):
         # float() parses "inf" and "nan", and inf would pass the range checks below.
@@ -129,10 +132,14 @@ class Config:
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
             (self.strategy in STRATEGIES,
              f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'"),
-            (self.cpu_devices >= 0, f"cpu_devices must be >= 0 (0: auto), got {self.cpu_devices}"),
-            (self.strategy != "multi_worker" or self.cpu_devices <= 1,
+            (self.cpu_devices >= 1, f"cpu_devices must be >= 1, got {self.cpu_devices}"),
+            (self.strategy != "multi_worker" or self.cpu_devices == 1,
              "cpu_devices > 1 splits the CPU for strategy mirrored or auto; multi_worker trains one "
              f"replica per CPU machine, got cpu_devices {self.cpu_devices}"),
+            (self.batch_shards >= 0 and (self.batch_shards == 0
+                                         or (self.batch_size // 2) % self.batch_shards == 0),
+             f"batch_shards must be 0 or divide the half batch ({self.batch_size // 2}), "
+             f"got {self.batch_shards}"),
         ]
         for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
                      "domain_hidden_units", "log_every", "eval_every", "checkpoint_every",

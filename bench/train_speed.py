@@ -23,10 +23,9 @@ three (default: config.py's, half source and half target):
 Where the CPU has no native bfloat16 (AVX512_BF16 or AMX), both frameworks
 emulate it, and the bfloat16 rates show what that costs.
 
-The project's step runs with the project's own devices and strategy
-(utils/system.py: by default two replicas on logical CPU devices under
-MirroredStrategy, with 2+ cores and no GPU); --strategy, --cpu_devices and
-the thread counts change them.
+The project's step runs with the project's own devices and thread settings
+(utils/system.py: batch_shards slices side by side on one device);
+--batch_shards, --strategy, --cpu_devices and the thread counts change them.
 
 Work per step is counted from the layer shapes: forward multiply-adds per
 image (conv: out_h * out_w * out_c * k * k * in_c; dense: in * out) over the
@@ -116,7 +115,7 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call, strategy):
     result = rate_summary(timed_steps, time.perf_counter() - started, time.process_time() - cpu_started,
                           call_rates, config.batch_size)
     result.update(first_call_seconds=first_call_seconds, last_total_loss=window["total_loss"])
-    return result, forward_macs_per_image(trainer.networks), strategy.num_replicas_in_sync
+    return result, forward_macs_per_image(trainer.networks), trainer.shards, strategy.num_replicas_in_sync
 
 
 def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
@@ -167,7 +166,7 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
 def bench_config(arguments, scratch, precision="float32"):
     return Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
                   batch_size=arguments.batch_size, steps_per_call=arguments.steps_per_call,
-                  strategy=arguments.strategy,
+                  batch_shards=arguments.batch_shards, strategy=arguments.strategy,
                   cpu_devices=arguments.cpu_devices, log_dir=os.path.join(scratch, "logs"),
                   checkpoint_dir=os.path.join(scratch, "checkpoints"), precision=precision)
 
@@ -219,6 +218,8 @@ def parse_arguments(arguments):
                              "(default: config.py's).")
     parser.add_argument("--steps_per_call", type=int, default=defaults.steps_per_call,
                         help="Steps per compiled call of the project's step (default: config.py's).")
+    parser.add_argument("--batch_shards", type=int, default=defaults.batch_shards,
+                        help="Slices of each batch computed side by side (default: config.py's).")
     parser.add_argument("--strategy", default=defaults.strategy,
                         help="tf.distribute strategy, as config strategy (default: config.py's).")
     parser.add_argument("--cpu_devices", type=int, default=defaults.cpu_devices,
@@ -259,7 +260,7 @@ def main(arguments):
             (arguments.inter_op_threads, arguments.intra_op_threads) if overridden else None))
         mnist, mnistm = train.load_data(config)
         print(f"project step: {arguments.steps_per_call} steps per call, {arguments.seconds:.0f} s ...", flush=True)
-        project, macs, replicas = measure_project(config, mnist, mnistm, arguments.seconds,
+        project, macs, shards, replicas = measure_project(config, mnist, mnistm, arguments.seconds,
                                                           arguments.steps_per_call, strategy)
         print(f"  {project['steps_per_s']:.2f} steps/s", flush=True)
         project_bfloat16 = None
@@ -318,7 +319,7 @@ def main(arguments):
         "torch": torch_result,
         "torch_bf16": torch_bfloat16,
         "settings": {**machine.settings(tf), "steps_per_call": arguments.steps_per_call,
-                     "strategy": config.strategy, "replicas": replicas,
+                     "batch_shards": shards, "strategy": config.strategy, "replicas": replicas,
                      "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
                      "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
                      "batch_size": config.batch_size, "seconds_per_measurement": arguments.seconds,

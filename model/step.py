@@ -1,4 +1,4 @@
-"""The DANN training step: the losses, the GRL's strength, the replicas' parts of a batch and the metrics.
+"""The DANN training step: the losses, the GRL's strength, the slices of a batch and the metrics.
 
 A batch is half source and half target. One pass of the feature extractor
 serves both halves; the label loss sees the labelled half only (source, or
@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from model.networks import DANN
-from utils import schedules
+from utils import schedules, system
 from utils.distribution import DistributionError
 
 
@@ -43,6 +43,11 @@ class DANNStep:
             raise DistributionError(f"batch_size {config.batch_size} does not split evenly across "
                                     f"{replicas} replicas: its half ({config.batch_size // 2} source and "
                                     f"as many target images) must be a multiple of {replicas}.")
+        self.shards = system.batch_shards(config.batch_shards, config.batch_size // 2 // replicas,
+                                          one_replica=replicas == 1)
+        if (config.batch_size // 2 // replicas) % self.shards:
+            raise DistributionError(f"batch_shards {self.shards} does not divide each replica's half "
+                                    f"batch ({config.batch_size // 2 // replicas} images).")
         with self.strategy.scope():
             self.networks = DANN(config)
             self.variables = self.networks.trainable_variables
@@ -94,10 +99,23 @@ class DANNStep:
             metric.update_state(self.strategy.reduce(tf.distribute.ReduceOp.SUM, metrics[name], axis=None))
 
     def replica_step(self, source_images, source_labels, target_images, target_labels):
-        """Updates the weights with this replica's part of the batch; returns its share of the metrics.
+        """Updates the weights with this replica's part of the batch; returns its share of the metrics."""
+        # Equal slices, each with as many source as target images, are
+        # independent branches of the graph that TensorFlow runs side by side.
+        # Their gradients add up to the gradient of the replica's part.
+        batch = (source_images, source_labels, target_images, target_labels)
+        slices = [self.slice_gradients(*part) for part in
+                  zip(*(tf.split(tensor, self.shards) for tensor in batch))]
+        gradients = [tf.add_n(list(parts))
+                     for parts in zip(*(slice_gradients for slice_gradients, _ in slices))]
+        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        return {name: tf.add_n([values[name] for _, values in slices]) for name in self.metrics}
 
-        Shares are sums over the part divided by the whole batch's count: the
-        shares of all replicas add up to the batch's means.
+    def slice_gradients(self, source_images, source_labels, target_images, target_labels):
+        """Gradients of the DANN loss on one slice of the batch, and its share of the metrics.
+
+        Shares are sums over the slice divided by the whole batch's count: the
+        shares of all slices of all replicas add up to the batch's means.
         """
         half = tf.shape(source_images)[0]
         images = tf.concat([source_images, target_images], axis=0)
@@ -127,20 +145,23 @@ class DANNStep:
             # not underflow in float16, and scales the gradients back down before applying
             # them; otherwise scale_loss returns the loss as it is.
             scaled_loss = self.optimizer.scale_loss(total_loss)
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, self.variables), self.variables))
-        return {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
-                f"{self.labelled_half}_acc": correct(labels, labelled_logits) / labelled_count,
-                "domain_acc": correct(domain_labels, domain_logits) / self.config.batch_size}
+        metrics = {"label_loss": label_loss, "domain_loss": domain_loss, "total_loss": total_loss,
+                   f"{self.labelled_half}_acc": correct(labels, labelled_logits) / labelled_count,
+                   "domain_acc": correct(domain_labels, domain_logits) / self.config.batch_size}
+        return tape.gradient(scaled_loss, self.variables), metrics
 
     @tf.function
     def evaluate_batch(self, images, labels, domain):
-        """Number correct, summed loss and number the domain classifier gets right, on one batch.
-
-        On this process's first device: each worker evaluates the whole test sets.
-        """
-        features = self.networks.feature_extractor(images, training=False)
-        label_logits = self.networks.label_classifier(features, training=False)
-        domain_logits = self.networks.domain_classifier(features, training=False)
+        """Number correct, summed loss and number the domain classifier gets right, on one batch."""
+        # Slices side by side, as in training; the last batch may be any size.
+        count = tf.shape(images)[0]
+        sizes = [(count + shard) // self.shards for shard in range(self.shards)]
+        label_logits, domain_logits = [], []
+        for part in tf.split(images, sizes):
+            features = self.networks.feature_extractor(part, training=False)
+            label_logits.append(self.networks.label_classifier(features, training=False))
+            domain_logits.append(self.networks.domain_classifier(features, training=False))
+        label_logits, domain_logits = tf.concat(label_logits, 0), tf.concat(domain_logits, 0)
         domain_labels = tf.fill(tf.shape(labels), domain)
         return (correct(labels, label_logits), tf.reduce_sum(cross_entropies(labels, label_logits)),
                 correct(domain_labels, domain_logits))

@@ -45,7 +45,7 @@ def test_bad_overrides_are_refused(arguments, message):
     ("learning_rate", 0.0), ("learning_rate", -0.01), ("batch_size", 255), ("batch_size", 0),
     ("mode", "adversarial"), ("epochs", 0.0), ("epochs", -1.0), ("momentum", 1.0),
     ("log_every", 0), ("steps_per_call", 0), ("conv1_filters", 0), ("lambda_gamma", -1.0),
-    ("cpu_devices", -1), ("strategy", "parameter_server"), ("lambda_max", -0.5), ("domain_loss_weight", -1.0),
+    ("batch_shards", -1), ("batch_shards", 3), ("lambda_max", -0.5), ("domain_loss_weight", -1.0),
     ("ema_momentum", 1.0), ("ema_momentum", -0.1), ("preset", "fast"),
 ])
 def test_invalid_values_are_refused(field, value):

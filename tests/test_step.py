@@ -87,14 +87,14 @@ def random_batch(seed):
     return images(), labels(), images(), labels()
 
 
-@pytest.mark.parametrize("mode, settings", [
-    ("dann", {}), ("source_only", {}), ("target_only", {}),
-    ("dann", {"lambda_max": 0.5, "domain_loss_weight": 2.0}),
+@pytest.mark.parametrize("mode, shards, settings", [
+    ("dann", 1, {}), ("dann", 2, {}), ("source_only", 2, {}), ("target_only", 2, {}),
+    ("dann", 2, {"lambda_max": 0.5, "domain_loss_weight": 2.0}),
 ])
-def test_one_step_moves_each_network_along_its_own_gradient(tmp_path, mode, settings):
+def test_one_step_moves_each_network_along_its_own_gradient(tmp_path, mode, shards, settings):
     # Momentum 0: one SGD step moves each weight by -lr * its gradient, so the
     # gradient the step used is (before - after) / lr.
-    trainer = make_trainer(tiny_config(tmp_path, mode=mode, momentum=0.0,
+    trainer = make_trainer(tiny_config(tmp_path, mode=mode, batch_shards=shards, momentum=0.0,
                                        learning_rate=1.0, **settings))
     assert trainer.total_steps == 12
     step = 3  # p = 0.25: lambda = 0.848, lr = 0.391.

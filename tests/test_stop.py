@@ -58,11 +58,10 @@ def test_the_first_signal_requests_a_stop_and_leaves_the_default_action_for_a_se
 def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
     mnist_path, mnistm_path = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
     write_fake_mnistm(mnistm_path, write_fake_mnist(mnist_path, train_count=96, test_count=20))
-    # 48 steps of 16 + 16 images, one per compiled call; an evaluation line every 2 steps. One
-    # device, as in this process (whose runtime has started), so that the weights match bit for bit.
+    # 48 steps of 16 + 16 images, one per compiled call; an evaluation line every 2 steps.
     arguments = ["--mnist", mnist_path, "--mnistm_path", mnistm_path, "--epochs", "8", "--batch_size", "32",
                  "--log_every", "1", "--eval_every", "2", "--checkpoint_every", "1000", "--steps_per_call", "1",
-                 "--deterministic", "true", "--cpu_devices", "1", "--log_dir", str(tmp_path / "logs"),
+                 "--deterministic", "true", "--log_dir", str(tmp_path / "logs"),
                  "--checkpoint_dir", str(tmp_path / "checkpoints")]
     process = subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPOSITORY,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -122,6 +122,30 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
     assert steps == list(range(1, 13))
 
 
+def test_slices_side_by_side_give_the_whole_batch_gradient(tmp_path):
+    # 16 images per half batch: 1, 2 and 4 slices must train the same weights.
+    trained = []
+    for shards in (1, 2, 4):
+        trainer = make_trainer(tiny_config(tmp_path / str(shards), batch_shards=shards,
+                                           deterministic=True))
+        assert trainer.shards == shards
+        trainer.train_steps(tf.constant(4))
+        trained.append((weights(trainer), {name: float(metric.result())
+                                           for name, metric in trainer.metrics.items()}))
+    (whole_weights, whole_metrics), *sliced = trained
+    for slice_weights, slice_metrics in sliced:
+        for slice_weight, whole_weight in zip(slice_weights, whole_weights):
+            np.testing.assert_allclose(slice_weight, whole_weight, rtol=1e-4, atol=1e-6)
+        assert slice_metrics == pytest.approx(whole_metrics, rel=1e-4)
+
+
+def test_evaluation_is_the_same_for_any_number_of_slices(tmp_path):
+    results = [make_trainer(tiny_config(tmp_path / str(shards), batch_shards=shards)).evaluate()
+               for shards in (1, 2, 4)]
+    for result in results[1:]:
+        assert result == pytest.approx(results[0], rel=1e-5)
+
+
 def test_resume_refuses_changed_settings_and_fresh_runs_refuse_to_overwrite(tmp_path):
     make_trainer(tiny_config(tmp_path)).run()
     with pytest.raises(train.TrainingError, match="Pass --resume"):

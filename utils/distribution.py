@@ -29,12 +29,11 @@ class DistributionError(ValueError):
     """A strategy that cannot start as configured: the message says what to do."""
 
 
-def split_cpu(cpu_devices, required=True):
+def split_cpu(cpu_devices):
     """Splits the first physical CPU into cpu_devices logical devices (1: leaves it whole).
 
     Once TensorFlow's runtime has started (a second run in one process), the
-    devices can no longer change: an error when `required`, else the
-    devices stay as they are.
+    devices can no longer change: an error, unless they are already split so.
     """
     if cpu_devices <= 1:
         return
@@ -43,7 +42,7 @@ def split_cpu(cpu_devices, required=True):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
     except RuntimeError as error:
-        if not required or len(tf.config.list_logical_devices("CPU")) == cpu_devices:
+        if len(tf.config.list_logical_devices("CPU")) == cpu_devices:
             return
         raise DistributionError(f"cpu_devices {cpu_devices}: TensorFlow's runtime has already started "
                                 "in this process, so its CPU can no longer be split. Set it in a "

@@ -119,7 +119,7 @@ def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
     """
     colour_stream = tf.constant([seed, COLOUR_STREAM], tf.int64)
 
-    def draw(source_indices, target_indices, step, part):
+    def draw(source_indices, target_indices, step, part=0):
         colour_seed = (tf.random.experimental.stateless_fold_in(colour_stream, step)
                        if colour_source else None)
         return (*source.gather(source_indices, pixel_mean, colour_seed, part, parts),
@@ -136,7 +136,9 @@ def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
     indices = tf.data.Dataset.zip((
         _index_batches(len(source), half_batch, seed, SOURCE_STREAM, start_step),
         _index_batches(len(target), half_batch, seed, TARGET_STREAM, start_step),
-        tf.data.Dataset.range(start_step, 2**62))).flat_map(cut)
+        tf.data.Dataset.range(start_step, 2**62)))
+    if parts > 1:  # One replica takes whole batches, without a dataset per step.
+        indices = indices.flat_map(cut)
     # Two steps ahead are enough to hide the gather behind the training step;
     # a larger buffer only holds more float images in memory.
     return indices.map(draw).prefetch(2 * len(part_ids))

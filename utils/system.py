@@ -8,35 +8,34 @@ import tensorflow as tf
 from utils import distribution
 
 
-def cpu_devices(requested, half_batch, strategy="auto"):
-    """How many logical devices the CPU is split into (config.cpu_devices).
+def batch_shards(requested, half_batch, one_replica=True):
+    """How many slices of each replica's part of a batch the step computes side by side
+    (config.batch_shards); half_batch is the part's number of source images.
 
-    0 picks 2 on a CPU with 2 or more cores and no GPU, when the half batch
-    splits evenly, so that `python train.py` trains two replicas side by side
-    under MirroredStrategy (measured faster than one device on 2 cores:
-    docs/distributed.md); else 1. MultiWorkerMirroredStrategy trains one
-    replica per CPU, so multi_worker picks 1 too.
+    0 picks: 1 with a GPU or with several replicas; on a CPU with 2 or more
+    cores, 2 when the half batch splits evenly. Two slices, each computed
+    with half of the cores, keep both cores busier than one batch computed
+    with all of them: +11% steps/s on 2 cores (docs/performance.md), and
+    faster than two replicas on logical CPU devices (docs/distributed.md).
     """
     if requested > 0:
         return requested
-    if (strategy == "multi_worker" or tf.config.list_physical_devices("GPU")
+    if (not one_replica or tf.config.list_physical_devices("GPU")
             or len(os.sched_getaffinity(0)) < 2):
         return 1
     return 2 if half_batch % 2 == 0 else 1
 
 
-def configure(seed, deterministic=False, cpu_devices=1, strategy="auto", threads=None,
-              devices_required=True):
-    """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; seeds
-    Python, NumPy and TensorFlow; sets op determinism. Returns the tf.distribute strategy to
-    train under (utils/distribution.py).
+def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto", threads=None):
+    """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; sets threads
+    for `shards` slices side by side; seeds Python, NumPy and TensorFlow; sets op determinism.
+    Returns the tf.distribute strategy to train under (utils/distribution.py).
 
     threads: (inter-op, intra-op) thread counts to use instead (0: TensorFlow's
-    default), for benchmarks. devices_required: False when cpu_devices was
-    picked automatically, so a second run in one process keeps the devices
-    it finds instead of stopping. Devices, threads and memory growth must be set before TensorFlow first
-    runs an op, so call this before building any model; if the runtime has
-    already started (a second run in one process), its thread settings stay.
+    default), for benchmarks. Devices, threads and memory growth must be set
+    before TensorFlow first runs an op, so call this before building any
+    model; if the runtime has already started (a second run in one process),
+    its thread settings stay.
     """
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
@@ -44,10 +43,12 @@ def configure(seed, deterministic=False, cpu_devices=1, strategy="auto", threads
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
             pass  # The GPU was already initialised by an earlier call in this process.
-    distribution.split_cpu(cpu_devices, devices_required)
-    # TensorFlow's own thread pools by default: the replicas on logical CPU
-    # devices share them, and ran faster with them than with one inter-op
-    # thread a replica (docs/distributed.md).
+    distribution.split_cpu(cpu_devices)
+    # Replicas on logical CPU devices share TensorFlow's own thread pools,
+    # which ran them faster than one inter-op thread a replica (docs/distributed.md).
+    if shards > 1 and not gpus and threads is None:
+        # One slice per inter-op thread, each op of a slice on its share of the cores.
+        threads = (shards, max(1, len(os.sched_getaffinity(0)) // shards))
     if threads is not None:
         try:
             tf.config.threading.set_inter_op_parallelism_threads(threads[0])
@@ -63,7 +64,12 @@ def configure(seed, deterministic=False, cpu_devices=1, strategy="auto", threads
 
 
 def configure_for(config, threads=None):
-    """configure() with a Config's seed, determinism, CPU devices and strategy."""
+    """configure() with a Config's seed, determinism, batch shards, CPU devices and strategy.
+
+    The slices are picked for one replica: with cpu_devices > 1 (or
+    multi_worker) the automatic choice is 1 slice, see batch_shards.
+    """
+    one_replica = config.cpu_devices == 1 and config.strategy != "multi_worker"
     return configure(config.seed, config.deterministic,
-                     cpu_devices(config.cpu_devices, config.batch_size // 2, config.strategy),
-                     config.strategy, threads, devices_required=config.cpu_devices > 0)
+                     batch_shards(config.batch_shards, config.batch_size // 2, one_replica),
+                     config.cpu_devices, config.strategy, threads)
