@@ -6,7 +6,9 @@
 
 Convolutions use 'valid' padding as in the original model (28 -> 24 -> 12 ->
 8 -> 4), giving 4 * 4 * 48 = 768 features. The classifiers return logits;
-the losses apply the softmax.
+the losses apply the softmax. The input size and the number of classes come
+from the Config (image folders may have other sizes and classes than MNIST);
+config.smallest_image_size is the smallest side this arithmetic allows.
 """
 
 import keras
@@ -14,14 +16,12 @@ from keras import layers
 
 from model.grl import GradientReversalLayer
 
-IMAGE_SHAPE = (28, 28, 3)
-NUM_CLASSES = 10
 NUM_DOMAINS = 2
 
 
-def build_feature_extractor(conv1_filters=32, conv2_filters=48, kernel_size=5):
+def build_feature_extractor(image_shape=(28, 28, 3), conv1_filters=32, conv2_filters=48, kernel_size=5):
     return keras.Sequential([
-        keras.Input(shape=IMAGE_SHAPE),
+        keras.Input(shape=image_shape),
         layers.Conv2D(conv1_filters, kernel_size, activation="relu", name="conv1"),
         layers.MaxPooling2D(2, name="pool1"),
         layers.Conv2D(conv2_filters, kernel_size, activation="relu", name="conv2"),
@@ -30,12 +30,12 @@ def build_feature_extractor(conv1_filters=32, conv2_filters=48, kernel_size=5):
     ], name="feature_extractor")
 
 
-def build_label_classifier(feature_size, hidden_units=100):
+def build_label_classifier(feature_size, hidden_units=100, num_classes=10):
     return keras.Sequential([
         keras.Input(shape=(feature_size,)),
         layers.Dense(hidden_units, activation="relu", name="fc1"),
         layers.Dense(hidden_units, activation="relu", name="fc2"),
-        layers.Dense(NUM_CLASSES, name="logits"),
+        layers.Dense(num_classes, name="logits"),
     ], name="label_classifier")
 
 
@@ -52,10 +52,13 @@ class DANN:
     """The three networks of one run, built from a Config."""
 
     def __init__(self, config):
+        self.image_shape = config.image_shape
+        self.class_names = config.classes
         self.feature_extractor = build_feature_extractor(
-            config.conv1_filters, config.conv2_filters, config.kernel_size)
+            config.image_shape, config.conv1_filters, config.conv2_filters, config.kernel_size)
         feature_size = self.feature_extractor.output_shape[-1]
-        self.label_classifier = build_label_classifier(feature_size, config.label_hidden_units)
+        self.label_classifier = build_label_classifier(feature_size, config.label_hidden_units,
+                                                       len(config.classes))
         self.domain_classifier = build_domain_classifier(feature_size, config.domain_hidden_units)
         self.gradient_reversal = self.domain_classifier.get_layer("gradient_reversal")
 
@@ -66,13 +69,23 @@ class DANN:
                 + self.domain_classifier.trainable_variables)
 
     def classifier(self, pixel_mean):
-        """Feature extractor + label classifier as one model taking raw RGB pixels (0..255).
+        """Feature extractor + label classifier as one model taking raw pixels (0..255).
 
         The normalisation (x - pixel_mean) / 255 is built in, so the exported
-        model needs no preprocessing code beside it.
+        model needs no preprocessing code beside it. It returns a dict:
+        "logits", "probabilities" (softmax) and "class_name", the name of the
+        most probable class. The names live in a StringLookup layer, a Keras
+        built-in, so loading the file needs no code of this project:
+        model.get_layer("class_names").get_vocabulary() lists them in label order.
         """
-        inputs = keras.Input(shape=IMAGE_SHAPE, name="rgb_pixels")
+        channels = self.image_shape[-1]
+        inputs = keras.Input(shape=self.image_shape, name="pixels")
         normalised = layers.Normalization(
-            mean=list(pixel_mean), variance=[255.0 ** 2] * 3, name="normalise")(inputs)
+            mean=list(pixel_mean), variance=[255.0 ** 2] * channels, name="normalise")(inputs)
         logits = self.label_classifier(self.feature_extractor(normalised))
-        return keras.Model(inputs, logits, name="dann_classifier")
+        probabilities = layers.Softmax(name="probabilities")(logits)
+        class_name = layers.StringLookup(vocabulary=list(self.class_names), invert=True,
+                                         num_oov_indices=0, name="class_names")(
+            keras.ops.argmax(logits, axis=-1))
+        return keras.Model(inputs, {"logits": logits, "probabilities": probabilities,
+                                    "class_name": class_name}, name="dann_classifier")
