@@ -63,7 +63,7 @@ class Config:
     image_size: int = 28  # Images are resized to image_size x image_size pixels.
     image_channels: int = 3  # 3: colour (grey images repeat their channel); 1: grey.
     # Folders up to this many MB of uint8 pixels are held in memory; larger
-    # ones are decoded from disk batch by batch (utils/image_folders.py).
+    # ones are decoded from disk batch by batch (utils/image_folders.py). 0: always from disk.
     in_memory_mb: int = 2000
     # Sorted source class names, set from source_dir by train.py; empty: the digits 0-9.
     class_names: tuple = ()
@@ -133,6 +133,7 @@ class Config:
             (self.batch_size >= 2 and self.batch_size % 2 == 0,
              f"batch_size must be even and >= 2 (half source, half target), got {self.batch_size}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.in_memory_mb >= 0, f"in_memory_mb must be >= 0, got {self.in_memory_mb}"),
             (0 < self.held_out_fraction < 1,
              f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}"),
             (self.image_channels in (1, 3), f"image_channels must be 1 or 3, got {self.image_channels}"),
@@ -151,7 +152,7 @@ class Config:
         ]
         for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
                      "domain_hidden_units", "log_every", "eval_every", "checkpoint_every",
-                     "steps_per_call", "in_memory_mb"):
+                     "steps_per_call"):
             value = getattr(self, name)
             checks.append((value > 0, f"{name} must be > 0, got {value}"))
         for passed, message in checks:
