@@ -344,6 +344,9 @@ def main(arguments, program="train.py"):
     try:
         system.configure_for(config)
         if config.uses_folders:
+            if config.binarize_source:
+                print("binarize_source is on (the paper's MNIST recipe): every source pixel value > 0 "
+                      "becomes 255. For photographs, add --binarize_source false.")
             trainer = Trainer(config, data=load_folder_data(config))
         else:
             # No name keeps the NumPy arrays alive: the trainer holds its own tensor
