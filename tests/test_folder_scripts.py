@@ -178,3 +178,22 @@ def test_export_folders_writes_mnist_and_mnistm_as_class_subfolders(tmp_path, ca
     capsys.readouterr()
     assert create_mnistm.main(arguments) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_resuming_refuses_a_source_folder_whose_classes_changed(folder_run, capsys):
+    arguments = train_arguments(folder_run, "--target_test_dir", str(folder_run / "target_test"),
+                                "--image_size", "32", "--run_name", "folders", "--resume")
+    write_class_folder(folder_run / "source", per_class=2, classes=("fox",), seed=11)
+    try:
+        assert train.main(arguments) == 2
+    finally:
+        for path in (folder_run / "source" / "fox").iterdir():
+            path.unlink()
+        (folder_run / "source" / "fox").rmdir()
+    assert "these settings differ from the saved run: class_names" in capsys.readouterr().err
+
+
+def test_evaluate_without_a_folder_refuses_a_run_trained_on_folders(folder_run, capsys):
+    assert evaluate.main(["--model", str(folder_run / "checkpoints" / "folders"),
+                          "--out", str(folder_run / "mnist.json")]) == 2
+    assert "was trained on image folders" in capsys.readouterr().err

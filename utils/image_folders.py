@@ -107,7 +107,11 @@ def load_folder_data(config, log=print):
 
     log receives one line per folder and the memory decision.
     """
-    parts, _ = scan(config)
+    parts, class_names = scan(config)
+    if class_names != config.class_names:
+        raise DataError(f"--source_dir '{config.source_dir}' has the classes {', '.join(class_names)}, "
+                        f"but the config says {', '.join(config.class_names) or 'none'}: set class_names "
+                        "from the folder (train.py does).")
     if config.mode == "target_only" and not parts["target"].labelled:
         raise DataError(f"--mode target_only trains on target labels, and --target_dir "
                         f"'{config.target_dir}' has none: put its images in subfolders named after the "
