@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import create_mnistm
 import evaluate
@@ -197,3 +198,18 @@ def test_evaluate_without_a_folder_refuses_a_run_trained_on_folders(folder_run, 
     assert evaluate.main(["--model", str(folder_run / "checkpoints" / "folders"),
                           "--out", str(folder_run / "mnist.json")]) == 2
     assert "was trained on image folders" in capsys.readouterr().err
+
+
+def test_the_digits_tool_writes_scikit_learns_digits_as_class_folders(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from tools import digits_folders
+
+    assert digits_folders.main([str(tmp_path / "digits")]) == 0
+    digits = load_digits()
+    assert len(list((tmp_path / "digits").glob("*/*.png"))) == len(digits.target) == 1797
+    path = tmp_path / "digits" / str(digits.target[5]) / "0005.png"
+    decoded = image_folders.decode_file(tf.constant(str(path)), (16, 16, 1)).numpy()
+    assert decoded.shape == (16, 16, 1)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)),
+                                  np.round(digits.images[5] * 255 / 16).astype(np.uint8))
