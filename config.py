@@ -94,7 +94,7 @@ class Config:
     # training
     preset: str = "paper"  # The preset these values started from (PRESETS, preset_config).
     mode: str = "dann"  # dann | source_only | target_only
-    epochs: float = 30.0  # Length in epochs of the 60,000 source images; p runs 0 -> 1 over it.
+    epochs: float = 30.0  # Passes over the source images (60,000 MNIST digits); p runs 0 -> 1 over them.
     batch_size: int = 128  # Per step; half source, half target (docs/recipe.md).
     seed: int = 0
 
@@ -133,6 +133,18 @@ class Config:
             (self.batch_size >= 2 and self.batch_size % 2 == 0,
              f"batch_size must be even and >= 2 (half source, half target), got {self.batch_size}"),
             (self.epochs > 0, f"epochs must be > 0, got {self.epochs}"),
+            (self.batch_shards >= 0 and (self.batch_shards == 0
+                                         or (self.batch_size // 2) % self.batch_shards == 0),
+             f"batch_shards must be 0 or divide the half batch ({self.batch_size // 2}), "
+             f"got {self.batch_shards}"),
+        ]
+        for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
+                     "domain_hidden_units", "log_every", "eval_every", "checkpoint_every",
+                     "steps_per_call"):
+            value = getattr(self, name)
+            checks.append((value > 0, f"{name} must be > 0, got {value}"))
+        # Image folders (docs/folders.md).
+        checks += [
             (self.in_memory_mb >= 0, f"in_memory_mb must be >= 0, got {self.in_memory_mb}"),
             (0 < self.held_out_fraction < 1,
              f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}"),
@@ -145,16 +157,7 @@ class Config:
              f"{smallest_image_size(self.kernel_size)} pixels a side. Use a larger --image_size"),
             (len(set(self.class_names)) == len(self.class_names) != 1,
              f"class_names must be 2 or more distinct names, got {list(self.class_names)}"),
-            (self.batch_shards >= 0 and (self.batch_shards == 0
-                                         or (self.batch_size // 2) % self.batch_shards == 0),
-             f"batch_shards must be 0 or divide the half batch ({self.batch_size // 2}), "
-             f"got {self.batch_shards}"),
         ]
-        for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
-                     "domain_hidden_units", "log_every", "eval_every", "checkpoint_every",
-                     "steps_per_call"):
-            value = getattr(self, name)
-            checks.append((value > 0, f"{name} must be > 0, got {value}"))
         for passed, message in checks:
             if not passed:
                 raise ValueError(f"Invalid config: {message}. Fix it in config.py or on the command line.")

@@ -156,3 +156,13 @@ def test_an_unlabelled_target_trains_and_reports_the_domain_accuracy_only(tmp_pa
     final = trainer.run()
     assert "val/source_acc" in final and "val/domain_acc" in final
     assert "val/target_acc" not in final and "val/target_loss" not in final
+
+
+@pytest.mark.parametrize("kernel_size, side", [(5, 16), (3, 10), (7, 22)])
+def test_the_smallest_image_size_builds_a_one_pixel_feature_map(kernel_size, side):
+    from model import DANN
+
+    networks = DANN(Config(kernel_size=kernel_size, image_size=side))
+    assert networks.feature_extractor.output_shape == (None, 1 * 1 * 48)
+    with pytest.raises(ValueError):
+        Config(kernel_size=kernel_size, image_size=side - 1)
