@@ -1,4 +1,5 @@
-"""Accuracy of a trained classifier on MNIST test and MNIST-M test, per digit and per domain.
+"""Accuracy of a trained classifier on MNIST test and MNIST-M test, per digit and per domain;
+accuracy on a labelled image folder, and predictions for any folder of images.
 
     python evaluate.py                                          # the shipped pretrained/paper weights
     python evaluate.py --model pretrained/long                  # the shipped weights of the long preset
@@ -158,7 +159,8 @@ def write_outputs(out_path, results, confusions):
 def evaluate_folder(run, folder):
     """The results of a run on a labelled image folder, and its confusion matrix."""
     confusion = folder_evaluation.labelled_folder_confusion(run, folder)
-    results = {"model": run.name, "config": os.path.relpath(run.config_path) if run.config_path else "none found",
+    config = os.path.relpath(run.config_path) if run.config_path else "none found"
+    results = {"model": run.name, "config": config,
                "target_dir": folder, "class_names": list(run.class_names),
                "accuracy": evaluation.accuracy(confusion), "images": int(confusion.sum()),
                "per_class_accuracy": dict(zip(run.class_names, evaluation.per_class_accuracy(confusion))),
