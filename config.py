@@ -56,6 +56,21 @@ class Config:
     # a background and a stroke colour (utils/pipeline.random_colours). The paper: off.
     colour_source: bool = False
 
+    # your own data: image folders instead of the MNIST and MNIST-M files (docs/folders.md)
+    source_dir: str = ""  # One subfolder of images per class; empty: MNIST.
+    target_dir: str = ""  # Images, loose or in subfolders; labels only evaluate. Empty: MNIST-M.
+    source_test_dir: str = ""  # Labelled like source_dir; empty: a held-out part of source_dir.
+    target_test_dir: str = ""  # Like target_dir; empty: a held-out part of target_dir.
+    held_out_fraction: float = 0.1  # Of each folder, when its test folder is not given.
+    held_out_seed: int = 0  # Seed of that split, apart from `seed` so all seeds test alike.
+    image_size: int = 28  # Images are resized to image_size x image_size pixels.
+    image_channels: int = 3  # 3: colour (grey images repeat their channel); 1: grey.
+    # Folders up to this many MB of uint8 pixels are held in memory; larger
+    # ones are decoded from disk batch by batch (utils/image_folders.py). 0: always from disk.
+    in_memory_mb: int = 2000
+    # Sorted source class names, set from source_dir by train.py; empty: the digits 0-9.
+    class_names: tuple = ()
+
     # model (paper, figure 4: conv 5x5x32, pool, conv 5x5x48, pool; FC100-FC100-10; GRL-FC100-2)
     conv1_filters: int = 32
     conv2_filters: int = 48
@@ -82,7 +97,7 @@ class Config:
     # training
     preset: str = "paper"  # The preset these values started from (PRESETS, preset_config).
     mode: str = "dann"  # dann | source_only | target_only
-    epochs: float = 30.0  # Length in epochs of the 60,000 source images; p runs 0 -> 1 over it.
+    epochs: float = 30.0  # Passes over the source images (60,000 MNIST digits); p runs 0 -> 1 over them.
     batch_size: int = 128  # Per step; half source, half target (docs/recipe.md).
     seed: int = 0
 
@@ -111,6 +126,8 @@ class Config:
     cpu_devices: int = 1
 
     def __post_init__(self):
+        # JSON gives a list; a tuple keeps the frozen Config hashable and comparable.
+        object.__setattr__(self, "class_names", tuple(self.class_names))
         # float() parses "inf" and "nan", and inf would pass the range checks below.
         checks = [(math.isfinite(getattr(self, field.name)),
                    f"{field.name} must be a finite number, got {getattr(self, field.name)}")
@@ -146,9 +163,37 @@ class Config:
                      "steps_per_call"):
             value = getattr(self, name)
             checks.append((value > 0, f"{name} must be > 0, got {value}"))
+        # Image folders (docs/folders.md).
+        checks += [
+            (self.in_memory_mb >= 0, f"in_memory_mb must be >= 0, got {self.in_memory_mb}"),
+            (0 < self.held_out_fraction < 1,
+             f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}"),
+            (self.image_channels in (1, 3), f"image_channels must be 1 or 3, got {self.image_channels}"),
+            (self.image_channels == 3 or not self.colour_source,
+             "colour_source draws colours: it needs image_channels 3"),
+            (self.image_size >= smallest_image_size(self.kernel_size),
+             f"image_size {self.image_size} is too small for the paper network: two {self.kernel_size}x"
+             f"{self.kernel_size} 'valid' convolutions, each followed by a 2x2 pooling, need at least "
+             f"{smallest_image_size(self.kernel_size)} pixels a side. Use a larger --image_size"),
+            (len(set(self.class_names)) == len(self.class_names) != 1,
+             f"class_names must be 2 or more distinct names, got {list(self.class_names)}"),
+        ]
         for passed, message in checks:
             if not passed:
                 raise ValueError(f"Invalid config: {message}. Fix it in config.py or on the command line.")
+
+    @property
+    def classes(self):
+        """The class names in label order: class_names, or the ten digits for MNIST."""
+        return self.class_names or tuple(str(digit) for digit in range(10))
+
+    @property
+    def image_shape(self):
+        return (self.image_size, self.image_size, self.image_channels)
+
+    @property
+    def uses_folders(self):
+        return bool(self.source_dir or self.target_dir)
 
     @property
     def name(self):
@@ -157,6 +202,18 @@ class Config:
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def smallest_image_size(kernel_size):
+    """The smallest side that leaves the paper network (model/networks.py) a 1x1 feature map.
+
+    Each of the two blocks is a 'valid' convolution (side - kernel_size + 1)
+    then a 2x2 max-pooling (side // 2), which must leave at least 1 pixel.
+    """
+    side = 1
+    for _ in range(2):  # Undo the blocks from the last: pooling needs 2 * side, the convolution adds k - 1.
+        side = 2 * side + kernel_size - 1
+    return side
 
 
 def preset_config(preset="paper", **overrides):
@@ -178,6 +235,8 @@ def usage(description, aliases=None):
 
 
 def _parse_value(name, text, field_type):
+    if field_type is tuple:
+        raise ValueError(f"--{name} is not set on the command line: train.py reads it from the source folder.")
     if field_type is bool:
         lowered = text.lower()
         if lowered in ("1", "true", "yes"):

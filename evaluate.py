@@ -1,4 +1,5 @@
-"""Accuracy of a trained classifier on MNIST test and MNIST-M test, per digit and per domain.
+"""Accuracy of a trained classifier on MNIST test and MNIST-M test, per digit and per domain;
+accuracy on a labelled image folder, and predictions for any folder of images.
 
     python evaluate.py                                          # the shipped pretrained/paper weights
     python evaluate.py --model pretrained/long                  # the shipped weights of the long preset
@@ -7,6 +8,8 @@
     python evaluate.py --mnistm-official DIR                    # also Ganin's original MNIST-M test set
     python evaluate.py --model checkpoints/dann-seed0 --mnistm-train  # also the MNIST-M train labels
     python evaluate.py --mnist ../shared/data/mnist.npz         # a local mnist.npz instead of the download
+    python evaluate.py --model RUN --target_dir DIR             # a labelled image folder (class subfolders)
+    python evaluate.py --model RUN --predict DIR --out predictions.csv   # any folder of images
 
 Prints a table and writes the same numbers as JSON (default
 results/<run>/evaluation.json) with one confusion-matrix PNG per test set
@@ -15,6 +18,10 @@ source (MNIST) against target (MNIST-M) test images: near 0.5 the features
 no longer tell the domains apart. It needs the run's checkpoint folder; the
 .keras export holds only the label classifier. Bad input prints one
 `error:` line, exits 2 and writes nothing.
+
+--target_dir measures a run on a folder laid out in subfolders named after
+its classes (docs/folders.md); --predict writes one CSV row per image below
+DIR: its path, the predicted class and each class's probability.
 
 --mnistm-train also measures the MNIST-M train images' labels. dann and
 source_only never train on them, so they can judge a change of recipe without
@@ -31,7 +38,7 @@ import os
 import sys
 
 from config import Config
-from utils import evaluation, plots
+from utils import evaluation, folder_evaluation, plots
 from utils.evaluation import ModelError
 from utils.files import atomic_path, check_writable
 from utils.official_mnistm import load_official_mnistm_test
@@ -72,6 +79,11 @@ def parse_arguments(arguments):
     parser.add_argument("--mnistm-train", action="store_true",
                         help="Also the MNIST-M train labels, unused by dann and source_only training "
                              "(target_only trains on them): for comparing recipes without the test set.")
+    parser.add_argument("--target_dir", "--target-dir", default="", metavar="DIR",
+                        help="Measure on this image folder, in subfolders named after the run's classes.")
+    parser.add_argument("--predict", default="", metavar="DIR",
+                        help="Predict every image below DIR and write a CSV (--out, default "
+                             "results/<run>/predictions.csv).")
     parser.add_argument("--out", default="", metavar="PATH",
                         help="JSON output (default: results/<run>/evaluation.json); PNGs go beside it.")
     return parser.parse_args(arguments)
@@ -144,6 +156,51 @@ def write_outputs(out_path, results, confusions):
             stream.write(json.dumps(results, indent=2) + "\n")
 
 
+def evaluate_folder(run, folder):
+    """The results of a run on a labelled image folder, and its confusion matrix."""
+    confusion = folder_evaluation.labelled_folder_confusion(run, folder)
+    config = os.path.relpath(run.config_path) if run.config_path else "none found"
+    results = {"model": run.name, "config": config,
+               "target_dir": folder, "class_names": list(run.class_names),
+               "accuracy": evaluation.accuracy(confusion), "images": int(confusion.sum()),
+               "per_class_accuracy": dict(zip(run.class_names, evaluation.per_class_accuracy(confusion))),
+               "confusion_matrix": confusion.tolist()}
+    return results, confusion
+
+
+def main_folders(arguments, model_path):
+    """--target_dir or --predict: writes the JSON and confusion PNG, or the CSV; prints a summary."""
+    name = evaluation.run_name(model_path)
+    if arguments.predict:
+        out_path = arguments.out or os.path.join("results", name, "predictions.csv")
+        check_writable(out_path)
+        run = evaluation.load_run(model_path, arguments.config)
+        predictions = folder_evaluation.predict_folder(run, arguments.predict)
+        with atomic_path(out_path) as temporary:
+            folder_evaluation.write_predictions(temporary, *predictions, run.class_names)
+        counts = {class_name: predictions[1].count(class_name) for class_name in run.class_names}
+        print(f"{len(predictions[0])} images predicted: "
+              + ", ".join(f"{class_name} {count}" for class_name, count in counts.items() if count))
+        print(f"Wrote {out_path}")
+        return
+    out_path = arguments.out or os.path.join("results", name, "evaluation.json")
+    png_path = confusion_path(out_path, "target_dir")
+    check_writable(out_path)
+    check_writable(png_path)
+    run = evaluation.load_run(model_path, arguments.config)
+    results, confusion = evaluate_folder(run, arguments.target_dir)
+    with atomic_path(png_path) as png_temporary, atomic_path(out_path) as json_temporary:
+        plots.save_confusion_matrix(png_temporary, confusion, f"{run.name}: {arguments.target_dir}",
+                                    list(run.class_names))
+        with open(json_temporary, "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(results, indent=2) + "\n")
+    print(f"model {run.name}: accuracy {results['accuracy']:.4f} on {results['images']} images of "
+          f"{arguments.target_dir}")
+    for class_name, value in results["per_class_accuracy"].items():
+        print(f"  {class_name:<20} {'-' if value is None else f'{value:.4f}'}")
+    print(f"Wrote {out_path} and {png_path}")
+
+
 def main(arguments=None):
     arguments = parse_arguments(arguments)
     model_path = arguments.model or PRETRAINED_MODEL
@@ -152,6 +209,13 @@ def main(arguments=None):
               "Restore them from the repository, or pass --model checkpoints/<run> of a run "
               "trained with train.py.", file=sys.stderr)
         return 2
+    if arguments.target_dir or arguments.predict:
+        try:
+            main_folders(arguments, model_path)
+        except (DataError, ModelError, OSError) as error:
+            print("error: " + " ".join(str(error).split()), file=sys.stderr)
+            return 2
+        return 0
     out_path = arguments.out or os.path.join("results", evaluation.run_name(model_path), "evaluation.json")
     test_set_names = (["mnist", "mnistm"] + (["mnistm_official"] if arguments.mnistm_official else [])
                       + (["mnistm_train"] if arguments.mnistm_train else []))
@@ -160,6 +224,9 @@ def main(arguments=None):
         for path in [out_path] + [confusion_path(out_path, name) for name in test_set_names]:
             check_writable(path)
         run = evaluation.load_run(model_path, arguments.config)
+        if run.config.uses_folders:
+            raise ModelError(f"'{model_path}' was trained on image folders, not MNIST: measure it with "
+                             "--target_dir DIR, or predict with --predict DIR.")
         results, confusions = evaluate(run, load_test_sets(arguments, run))
         write_outputs(out_path, results, confusions)
     except (DataError, ModelError, OSError) as error:

@@ -1,4 +1,4 @@
-"""Train DANN, or one of its baselines, on MNIST -> MNIST-M.
+"""Train DANN, or one of its baselines, on MNIST -> MNIST-M or on your own image folders.
 
     python train.py                          # DANN with the paper's settings (config.py)
     python train.py --mode source_only       # lower bound: no adaptation
@@ -7,6 +7,7 @@
     python train.py --preset daipuwei        # a named preset of config.py (PRESETS)
     python train.py --resume                 # continue the run from its latest checkpoint
     python train.py --mnist PATH --bsds PATH # local copies of mnist.npz and BSR_bsds500.tgz
+    python train.py --source_dir DIR --target_dir DIR   # image folders (docs/folders.md)
 
 Ctrl-C or SIGTERM stops a run with a checkpoint at the step reached and
 prints the command that continues it (exit code 130 or 143).
@@ -32,9 +33,10 @@ from tqdm import tqdm
 
 from config import parse_overrides, preset_config, usage
 from model.step import DANNStep
-from utils import distribution, pipeline, precision, system
+from utils import distribution, folders, pipeline, precision, system
 from utils.distribution import DistributionError
 from utils.files import atomic_path, write_text_atomic
+from utils.image_folders import load_folder_data
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
 from utils.sources import DataError, load_mnist
 from utils.summaries import ScalarWriter, discard_after
@@ -53,29 +55,21 @@ class TrainingStopped(Exception):
 class Trainer(DANNStep):
     """One run: the DANN step (model/step.py) with its data stream, evaluations, checkpoints and logs."""
 
-    def __init__(self, config, mnist, mnistm, evaluation_batch_size=EVALUATION_BATCH_SIZE, strategy=None):
+    def __init__(self, config, mnist=None, mnistm=None, evaluation_batch_size=EVALUATION_BATCH_SIZE,
+                 data=None, strategy=None):
+        """Trains on the MNIST and MNIST-M arrays, or on `data`, a pipeline.DomainData (image folders)."""
+        data = data or mnist_data(config, mnist, mnistm)
         half_batch = config.batch_size // 2
-        source = pipeline.Domain(mnist["x_train"], mnist["y_train"], is_mnist=True,
-                                 binarize=config.binarize_source)
-        target = pipeline.Domain(mnistm["x_train"], mnistm["y_train"], is_mnist=False)
-        super().__init__(config, total_steps=math.ceil(config.epochs * len(source) / half_batch),
+        super().__init__(config, total_steps=math.ceil(config.epochs * len(data.source) / half_batch),
                          strategy=strategy)
         # Only the chief writes logs, exports and the run's JSON files (utils/distribution.py).
         self.is_chief = distribution.is_chief(self.strategy)
-        # The mean of what training feeds: the source digits as binarised (or
-        # not) and coloured (or not) by the config, and the MNIST-M train images.
-        self.pixel_mean = [float(value) for value in pixel_mean(
-            mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source,
-            colour_source=config.colour_source)]
-        self.domains = (source, target)
-        self.test_sets = {
-            "source": pipeline.evaluation_dataset(pipeline.Domain(
-                mnist["x_test"], mnist["y_test"], is_mnist=True, binarize=config.binarize_source),
-                evaluation_batch_size, self.pixel_mean),
-            "target": pipeline.evaluation_dataset(pipeline.Domain(
-                mnistm["x_test"], mnistm["y_test"], is_mnist=False),
-                evaluation_batch_size, self.pixel_mean),
-        }
+        self.pixel_mean = data.pixel_mean
+        self.domains = (data.source, data.target)
+        self.test_sets = {name: pipeline.evaluation_dataset(domain, evaluation_batch_size, self.pixel_mean)
+                          for name, domain in (("source", data.source_test), ("target", data.target_test))}
+        # A target test set without labels gives the domain accuracy only.
+        self.labelled_test_sets = {"source": data.source_test.labelled, "target": data.target_test.labelled}
         self.open_data_stream()
 
         self.checkpoint = tf.train.Checkpoint(
@@ -115,24 +109,27 @@ class Trainer(DANNStep):
         self.run_steps(self.iterator, num_steps)
 
     def evaluate(self):
-        """Accuracy and loss on MNIST test (source) and MNIST-M test (target), summed over batches."""
+        """Accuracy and loss on the source and target test sets (MNIST test and MNIST-M test), summed
+        over batches; a test set without labels adds to the domain accuracy only."""
         totals = {}
         with self.evaluation_weights():
             for domain_index, (domain, dataset) in enumerate(self.test_sets.items()):
                 sums = [0.0, 0.0, 0.0, 0]
                 for images, labels in dataset:
+                    # Unlabelled images (-1) get label 0: their label results are not reported.
+                    labels = tf.maximum(labels, 0)
                     correct, loss, domain_correct = self.evaluate_batch(images, labels, domain_index)
                     sums = [sums[0] + float(correct), sums[1] + float(loss),
                             sums[2] + float(domain_correct), sums[3] + int(labels.shape[0])]
                 totals[domain] = sums
         seen = totals["source"][3] + totals["target"][3]
-        return {
-            "val/source_acc": totals["source"][0] / totals["source"][3],
-            "val/source_loss": totals["source"][1] / totals["source"][3],
-            "val/target_acc": totals["target"][0] / totals["target"][3],
-            "val/target_loss": totals["target"][1] / totals["target"][3],
-            "val/domain_acc": (totals["source"][2] + totals["target"][2]) / seen,
-        }
+        results = {}
+        for domain in ("source", "target"):
+            if self.labelled_test_sets[domain]:
+                results[f"val/{domain}_acc"] = totals[domain][0] / totals[domain][3]
+                results[f"val/{domain}_loss"] = totals[domain][1] / totals[domain][3]
+        results["val/domain_acc"] = (totals["source"][2] + totals["target"][2]) / seen
+        return results
 
     def start(self, resume):
         """Restores the latest checkpoint when resuming; refuses to overwrite an earlier run.
@@ -157,8 +154,9 @@ class Trainer(DANNStep):
             if os.path.exists(config_path):
                 with open(config_path, encoding="utf-8") as stream:
                     saved = json.load(stream)
-            changed = sorted(key for key, value in dataclasses.asdict(self.config).items()
-                             if key in saved and saved[key] != value)
+            # Compared as JSON, where the class names are a list as in the saved file.
+            current = json.loads(self.config.to_json())
+            changed = sorted(key for key, value in current.items() if key in saved and saved[key] != value)
             if changed:
                 raise TrainingError(f"--resume: these settings differ from the saved run: "
                                     f"{', '.join(changed)}. Resume with the run's own settings.")
@@ -320,6 +318,21 @@ def next_multiple(step, every):
     return (step // every + 1) * every
 
 
+def mnist_data(config, mnist, mnistm):
+    """The pipeline.DomainData of the MNIST (source) and MNIST-M (target) arrays."""
+    def domains(split):
+        return (pipeline.Domain(mnist[f"x_{split}"], mnist[f"y_{split}"], is_mnist=True,
+                                binarize=config.binarize_source),
+                pipeline.Domain(mnistm[f"x_{split}"], mnistm[f"y_{split}"], is_mnist=False))
+
+    # The mean of what training feeds: the source digits as binarised (or
+    # not) and coloured (or not) by the config, and the MNIST-M train images.
+    mean = [float(value) for value in pixel_mean(
+        mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source,
+        colour_source=config.colour_source)]
+    return pipeline.DomainData(*domains("train"), *domains("test"), mean)
+
+
 def load_data(config):
     """MNIST and MNIST-M arrays; MNIST-M is built first when its file is missing."""
     mnist_path = config.mnist_path or None
@@ -329,6 +342,14 @@ def load_data(config):
         build_mnistm(mnist_path, config.bsds_path or None, config.mnistm_path,
                      seed=config.mnistm_seed, download_dir=config.download_dir)
     return mnist, load_mnistm(config.mnistm_path)
+
+
+def folder_classes(config):
+    """The source folder's sorted class names, after checking that both training folders are given."""
+    if not (config.source_dir and config.target_dir):
+        raise DataError("Image folders need both --source_dir (labelled, one subfolder per class) and "
+                        "--target_dir (images, labels not needed).")
+    return folders.scan_source(config.source_dir).class_names
 
 
 # Ctrl-C sends SIGINT; `kill` and job schedulers send SIGTERM.
@@ -368,8 +389,14 @@ def main(arguments, program="train.py"):
     try:
         overrides = parse_overrides(arguments, aliases=ALIASES)
         config = preset_config(**overrides)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if config.uses_folders:
+            # The networks' number of classes comes from the source folder.
+            config = dataclasses.replace(config, class_names=folder_classes(config))
+        elif (config.image_size, config.image_channels) != (28, 3):
+            raise ValueError("MNIST -> MNIST-M takes 28x28x3 images: --image_size and --image_channels "
+                             "apply to image folders (--source_dir, --target_dir).")
+    except (ValueError, DataError) as error:
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
     # The run's config.json records the precision it trained in, not "auto".
     policy, reason = precision.resolve(config.precision)
@@ -377,9 +404,15 @@ def main(arguments, program="train.py"):
     print(f"precision: {policy} ({reason})")
     try:
         strategy = system.configure_for(config)
-        # No name keeps the NumPy arrays alive: the trainer holds its own tensor
-        # copies, and dropping the arrays saves about 220 MB of resident memory.
-        trainer = Trainer(config, *load_data(config), strategy=strategy)
+        if config.uses_folders:
+            if config.binarize_source:
+                print("binarize_source is on (the paper's MNIST recipe): every source pixel value > 0 "
+                      "becomes 255. For photographs, add --binarize_source false.")
+            trainer = Trainer(config, data=load_folder_data(config), strategy=strategy)
+        else:
+            # No name keeps the NumPy arrays alive: the trainer holds its own tensor
+            # copies, and dropping the arrays saves about 220 MB of resident memory.
+            trainer = Trainer(config, *load_data(config), strategy=strategy)
         with stop_on_signals(trainer):
             final = trainer.run(resume=resume)
     except (DataError, DistributionError, OSError, TrainingError) as error:

@@ -266,8 +266,9 @@ def main(arguments):
         project_bfloat16 = None
         if not arguments.skip_bfloat16:
             print(f"project step in mixed_bfloat16: {arguments.seconds:.0f} s ...", flush=True)
-            project_bfloat16, _, _ = measure_project(bench_config(arguments, scratch, "mixed_bfloat16"),
-                                                     mnist, mnistm, arguments.seconds, arguments.steps_per_call)
+            project_bfloat16, *_ = measure_project(bench_config(arguments, scratch, "mixed_bfloat16"),
+                                                   mnist, mnistm, arguments.seconds, arguments.steps_per_call,
+                                                   strategy)
             print(f"  {project_bfloat16['steps_per_s']:.2f} steps/s", flush=True)
     baseline = None
     if not arguments.skip_baseline:

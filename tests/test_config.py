@@ -47,6 +47,8 @@ def test_bad_overrides_are_refused(arguments, message):
     ("log_every", 0), ("steps_per_call", 0), ("conv1_filters", 0), ("lambda_gamma", -1.0),
     ("batch_shards", -1), ("batch_shards", 3), ("lambda_max", -0.5), ("domain_loss_weight", -1.0),
     ("ema_momentum", 1.0), ("ema_momentum", -0.1), ("preset", "fast"),
+    ("image_size", 15), ("image_channels", 2), ("held_out_fraction", 0.0), ("held_out_fraction", 1.0),
+    ("in_memory_mb", -1), ("class_names", ("cat",)), ("class_names", ("cat", "cat")),
 ])
 def test_invalid_values_are_refused(field, value):
     with pytest.raises(ValueError, match=f"Invalid config: .*{field}"):
@@ -67,6 +69,20 @@ def test_non_finite_floats_are_refused(field, text):
     with pytest.raises(ValueError, match=f"Invalid config: {field} must be a finite number, got {text}. "
                                          "Fix it in config.py or on the command line."):
         Config(**overrides)
+
+
+def test_the_smallest_image_size_leaves_the_network_a_feature_map():
+    assert Config(image_size=16).image_shape == (16, 16, 3)
+    assert Config(kernel_size=3, image_size=10).image_size == 10
+    with pytest.raises(ValueError, match="image_size 9 is too small .* at least 10 pixels"):
+        Config(kernel_size=3, image_size=9)
+
+
+def test_class_names_come_from_the_folder_not_the_command_line():
+    with pytest.raises(ValueError, match="--class_names is not set on the command line"):
+        parse_overrides(["--class_names", "cat,dog"])
+    assert Config(class_names=["cat", "dog"]).class_names == ("cat", "dog")
+    assert Config().classes == tuple("0123456789")
 
 
 def test_train_refuses_an_infinite_learning_rate_with_one_error_line(capsys):

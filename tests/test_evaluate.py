@@ -92,7 +92,7 @@ def test_mnistm_train_adds_the_train_labels_accuracy(tiny_run, tmp_path):
     results = json.loads(out.read_text())
     mnistm = load_mnistm(str(tiny_run["folder"] / "mnist_m.npz"))
     classifier = evaluation.load_classifier(tiny_run["checkpoint"] + "/classifier.keras")
-    predictions = np.argmax(classifier(mnistm["x_train"].astype(np.float32)), axis=-1)
+    predictions = np.argmax(classifier(mnistm["x_train"].astype(np.float32))["logits"], axis=-1)
     assert results["test_images"]["mnistm_train"] == len(mnistm["x_train"]) == 48
     assert results["mnistm_train_accuracy"] == pytest.approx(np.mean(predictions == mnistm["y_train"]))
     assert (tmp_path / "evaluation_confusion_mnistm_train.png").stat().st_size > 1000

@@ -253,7 +253,7 @@ def test_with_ema_evaluation_and_export_use_the_moving_average_and_training_the_
     pixels = tiny_training_arrays()[1]["x_test"]
     normalised = ((pixels - np.asarray(trainer.pixel_mean)) / 255).astype(np.float32)
     expected = reference_logits([tf.constant(value) for value in average], normalised)[0].numpy()
-    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0), expected,
+    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0)["logits"], expected,
                                rtol=1e-4, atol=1e-5)
     assert trainer.evaluate()["val/target_acc"] == pytest.approx(
         np.mean(expected.argmax(axis=1) == tiny_training_arrays()[1]["y_test"]))

@@ -33,7 +33,7 @@ def test_a_short_run_writes_logs_config_checkpoint_and_export(tmp_path):
         assert value == pytest.approx(paper_schedules(step, 12, 0.01)[1], abs=1e-6)
     for step, value in scalars["schedule/learning_rate"]:
         assert value == pytest.approx(paper_schedules(step, 12, 0.01)[0], rel=1e-5)
-    assert json.loads((run_logs / "config.json").read_text()) == dataclasses.asdict(config)
+    assert Config(**json.loads((run_logs / "config.json").read_text())) == config
     assert json.loads((run_logs / "final.json").read_text())["steps"] == 12
     checkpoint_dir = tmp_path / "checkpoints" / config.name
     assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith("ckpt-12")
@@ -63,7 +63,7 @@ def exported_classifier(tmp_path):
 def test_the_export_takes_raw_pixels_and_gives_the_networks_logits(tmp_path):
     trainer, classifier = exported_classifier(tmp_path)
     pixels = tiny_training_arrays()[1]["x_test"]
-    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
+    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0)["logits"],
                                networks_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
 
 
@@ -71,7 +71,7 @@ def test_the_export_gives_the_networks_logits_on_real_digits(tmp_path, real_data
     trainer, classifier = exported_classifier(tmp_path)
     digits = load_mnist(os.path.join(real_data_dir, "mnist.npz"))[2][:500]
     pixels = np.repeat(np.where(digits > 0, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
-    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0),
+    np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0)["logits"],
                                networks_logits(trainer, pixels), rtol=1e-4, atol=1e-5)
 
 

@@ -2,8 +2,10 @@
 
 Counts are summed over batches and divided once at the end, so a short last
 batch weighs exactly as much as its images (no mean of per-batch means).
-Images go in as raw RGB pixels 0..255, converted to float32 one batch at a
-time: the exported classifier normalises them itself.
+Images go in as raw pixels 0..255, converted to float32 one batch at a
+time: the exported classifier normalises them itself. Exports from before
+image folders return the logits alone; newer ones a dict with "logits",
+"probabilities" and "class_name" (model/networks.DANN.classifier).
 """
 
 import dataclasses
@@ -17,7 +19,6 @@ import tensorflow as tf
 
 from config import Config
 from model import DANN
-from model.networks import NUM_CLASSES
 from utils import pipeline, schedules
 from utils.mnistm import load_mnistm
 from utils.sources import DataError, load_mnist
@@ -40,6 +41,14 @@ class TrainedRun:
     config_path: str  # Empty when no config.json was found and Config() defaults apply.
     domain_networks: DANN = None  # None when only a .keras file was given.
     domain_note: str = ""  # Why domain_networks is None.
+
+    @property
+    def class_names(self):
+        return class_names(self.classifier)
+
+    @property
+    def image_shape(self):
+        return tuple(self.classifier.input_shape[1:])
 
 
 def load_run(path, config_path=""):
@@ -109,17 +118,44 @@ def read_config(path):
 
 
 def load_classifier(path):
-    """Loads a classifier exported by train.py, checking it maps (N, 28, 28, 3) pixels to 10 logits."""
+    """Loads a classifier exported by train.py, checking it maps (N, size, size, 1 or 3) pixels to logits."""
     try:
         classifier = keras.models.load_model(path)
     except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
         raise ModelError(f"Cannot load '{path}' as a Keras model ({type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''}). Pass a .keras file "
                          "written by train.py.") from error
-    if tuple(classifier.input_shape[1:]) != (28, 28, 3) or classifier.output_shape[-1] != NUM_CLASSES:
+    input_shape = classifier.input_shape
+    is_export = (isinstance(input_shape, tuple) and len(input_shape) == 4 and input_shape[1] == input_shape[2]
+                 and input_shape[3] in (1, 3))
+    try:
+        is_export = is_export and len(class_names(classifier)) == class_count(classifier)
+    except (KeyError, TypeError, ValueError, IndexError):
+        is_export = False
+    if not is_export:
         raise ModelError(f"'{path}' maps {classifier.input_shape} to {classifier.output_shape}, not "
-                         "(N, 28, 28, 3) pixels to 10 logits. Pass a classifier exported by train.py.")
+                         "(N, size, size, 1 or 3) pixels to one logit per class. Pass a classifier "
+                         "exported by train.py.")
     return classifier
+
+
+def class_count(classifier):
+    """The number of logits of the export's label classifier."""
+    return int(classifier.get_layer("label_classifier").output.shape[-1])
+
+
+def class_names(classifier):
+    """The export's class names in label order; the ten digits for an export without them."""
+    try:
+        return tuple(str(name) for name in classifier.get_layer("class_names").get_vocabulary())
+    except ValueError:
+        return tuple(str(digit) for digit in range(10))
+
+
+def predict_logits(classifier, batch):
+    """The logits of a float32 pixel batch, from an export with or without the dict of outputs."""
+    outputs = classifier(batch, training=False)
+    return np.asarray(outputs["logits"] if isinstance(outputs, dict) else outputs)
 
 
 def restore_networks(checkpoint_path, config):
@@ -173,13 +209,18 @@ def float_batches(images, batch_size=BATCH_SIZE):
 
 
 def confusion_matrix(classifier, images, labels, batch_size=BATCH_SIZE):
-    """(10, 10) int64 counts, rows the true digit, columns the predicted one, summed over batches."""
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    """(classes, classes) int64 counts, rows the true class, columns the predicted one, summed over batches."""
+    confusion = None
     for start, batch in float_batches(images, batch_size):
-        predictions = np.argmax(np.asarray(classifier(batch, training=False)), axis=-1)
+        logits = predict_logits(classifier, batch)
+        classes = logits.shape[-1]
+        if confusion is None:
+            confusion = np.zeros((classes, classes), np.int64)
         truth = np.asarray(labels[start:start + len(batch)], np.int64)
-        confusion += np.bincount(truth * NUM_CLASSES + predictions,
-                                 minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
+        confusion += np.bincount(truth * classes + np.argmax(logits, axis=-1),
+                                 minlength=classes ** 2).reshape(classes, classes)
+    if confusion is None:  # No images: the export says how many classes.
+        confusion = np.zeros((class_count(classifier),) * 2, np.int64)
     return confusion
 
 
@@ -189,7 +230,7 @@ def accuracy(confusion):
 
 
 def per_class_accuracy(confusion):
-    """Accuracy per true digit; None for a digit with no test images."""
+    """Accuracy per true class; None for a class with no test images."""
     seen = confusion.sum(axis=1)
     return [float(confusion[digit, digit] / seen[digit]) if seen[digit] else None
             for digit in range(len(confusion))]

@@ -1,4 +1,4 @@
-"""tf.data input pipelines over uint8 arrays kept in memory.
+"""tf.data input pipelines over uint8 images, in memory or decoded from files batch by batch.
 
 Images stay uint8 until a batch is drawn; each batch is then converted to
 3-channel float32 and normalised as (x - pixel_mean) / 255, the
@@ -6,10 +6,19 @@ normalisation of the reference code. MNIST digits become RGB by repeating
 the grey channel, and are optionally binarised (x > 0 -> 255) to match the
 digit strokes inside MNIST-M, which are binarised by construction.
 Training can also draw each source digit in two random colours
-(random_colours), an augmentation the `long` preset uses.
+(random_colours), an augmentation the `long` preset uses. Images from
+folders (utils/image_folders.py) come already as (N, H, W, channels).
 """
 
+import dataclasses
+
 import tensorflow as tf
+
+
+def binarise(images):
+    """uint8 batch -> 255 where a pixel value is > 0, else 0 (channel by channel)."""
+    images = tf.convert_to_tensor(images)
+    return tf.where(images > 0, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
 
 
 def source_to_rgb(images, binarize):
@@ -18,7 +27,7 @@ def source_to_rgb(images, binarize):
     if images.shape.rank == 3:
         images = images[..., tf.newaxis]
     if binarize:
-        images = tf.where(images > 0, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
+        images = binarise(images)
     return tf.repeat(images, 3, axis=-1)
 
 
@@ -46,7 +55,11 @@ def random_colours(images, seed, part=0, parts=1):
 
 
 class Domain:
-    """One domain's images and labels, with how to turn a uint8 batch into model input."""
+    """One domain's images and labels, with how to turn a uint8 batch into model input.
+
+    Labels of -1 mark images without a label (a target folder without class
+    subfolders): such a domain trains the domain classifier only.
+    """
 
     def __init__(self, images, labels, is_mnist, binarize=False):
         # Variables rather than constants: a tf.data function captures a
@@ -60,17 +73,60 @@ class Domain:
     def __len__(self):
         return int(self.labels.shape[0])
 
+    @property
+    def labelled(self):
+        return len(self) > 0 and bool(tf.reduce_all(self.labels >= 0))
+
+    def load(self, indices):
+        """The uint8 images at `indices`."""
+        return tf.gather(self.images, indices)
+
     def prepare(self, images, pixel_mean, colour_seed=None, part=0, parts=1):
         """uint8 batch -> normalised float32; with colour_seed, in random colours (random_colours)."""
         if self.is_mnist:
             images = source_to_rgb(images, self.binarize)
+        elif self.binarize:
+            images = binarise(images)
         if colour_seed is not None:
             images = random_colours(images, colour_seed, part, parts)
         return normalize(images, pixel_mean)
 
     def gather(self, indices, pixel_mean, colour_seed=None, part=0, parts=1):
-        return (self.prepare(tf.gather(self.images, indices), pixel_mean, colour_seed, part, parts),
+        return (self.prepare(self.load(indices), pixel_mean, colour_seed, part, parts),
                 tf.gather(self.labels, indices))
+
+
+class FileDomain(Domain):
+    """A domain too large for memory: image files decoded each time a batch draws them.
+
+    `decode` maps one file path (a string tensor) to a uint8 (H, W, C) image
+    of a fixed shape (utils/image_folders.decode_file). The training stream
+    draws several batches at once (training_dataset's parallel map), so
+    decoding runs on all cores while the step trains.
+    """
+
+    def __init__(self, paths, labels, decode, image_shape, binarize=False):
+        self.paths = tf.constant(paths, tf.string)
+        self.labels = tf.cast(tf.constant(labels), tf.int32)
+        self.decode = decode
+        self.image_shape = tuple(image_shape)
+        self.is_mnist = False
+        self.binarize = binarize
+
+    def load(self, indices):
+        return tf.map_fn(self.decode, tf.gather(self.paths, indices),
+                         fn_output_signature=tf.TensorSpec(self.image_shape, tf.uint8))
+
+
+@dataclasses.dataclass
+class DomainData:
+    """What a run trains and evaluates on: both domains' train and test parts, and the pixel mean."""
+
+    source: Domain
+    target: Domain
+    source_test: Domain
+    target_test: Domain
+    pixel_mean: list  # Per channel, in 0..255, over the images as training feeds them.
 
 
 # Folded into the seed, so each domain's order and the colours are independent.
@@ -140,8 +196,12 @@ def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
     if parts > 1:  # One replica takes whole batches, without a dataset per step.
         indices = indices.flat_map(cut)
     # Two steps ahead are enough to hide the gather behind the training step;
-    # a larger buffer only holds more float images in memory.
-    return indices.map(draw).prefetch(2 * len(part_ids))
+    # a larger buffer only holds more float images in memory. Batches decoded
+    # from files (FileDomain) are drawn several at a time, kept in order, so
+    # that decoding uses every core and a batch stays a function of its step.
+    streamed = isinstance(source, FileDomain) or isinstance(target, FileDomain)
+    parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True) if streamed else {}
+    return indices.map(draw, **parallel).prefetch(2 * len(part_ids))
 
 
 def evaluation_dataset(domain, batch_size, pixel_mean):

@@ -97,22 +97,30 @@ def save_training_curves(path, scalars, figure_name, run_name):
     figure.savefig(path, format="png")
 
 
-def save_confusion_matrix(path, confusion, title):
-    """Saves a (10, 10) confusion matrix: rows the true digit, colour the fraction of that row."""
+def save_confusion_matrix(path, confusion, title, class_names=None):
+    """Saves a confusion matrix: rows the true class, colour the fraction of that row.
+
+    class_names label the axes; without them, the rows are the digits 0-9.
+    """
     seen = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     fractions = confusion / seen
-    figure = Figure(figsize=(5.6, 5), dpi=100, layout="constrained")
+    size = max(5.0, 0.35 * len(confusion))
+    figure = Figure(figsize=(size + 0.6, size), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     for (row, column), count in np.ndenumerate(confusion):
         if count:
             axes.text(column, row, str(count), ha="center", va="center", fontsize=7,
                       color="white" if fractions[row, column] > 0.5 else "black")
-    digits = range(len(confusion))
-    axes.set(xticks=digits, yticks=digits, xlabel="predicted digit", ylabel="true digit")
+    positions = range(len(confusion))
+    kind = "class" if class_names else "digit"
+    axes.set(xticks=positions, yticks=positions, xlabel=f"predicted {kind}", ylabel=f"true {kind}")
+    if class_names:
+        axes.set_xticklabels(class_names, rotation=90)
+        axes.set_yticklabels(class_names)
     accuracy = np.trace(confusion) / max(confusion.sum(), 1)
     axes.set_title(f"{title}\naccuracy {accuracy:.4f} on {confusion.sum()} images", fontsize=10)
-    figure.colorbar(image, ax=axes, label="fraction of the true digit's images", shrink=0.8)
+    figure.colorbar(image, ax=axes, label=f"fraction of the true {kind}'s images", shrink=0.8)
     figure.savefig(path, format="png")
 
 

@@ -1,0 +1,168 @@
+"""Image folders: layouts, decoding, the held-out split, streaming, and bad input refused by train.py."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import train
+from config import Config
+from utils import folders, image_folders, pipeline
+from utils.sources import DataError
+
+CLASSES = ("cat", "dog", "emu")
+
+
+def write_image(path, pixels, image_format="PNG"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=image_format)
+
+
+def write_class_folder(folder, per_class=6, classes=CLASSES, size=(28, 28), seed=0):
+    """Random colour PNGs, per_class in each class subfolder; returns {path: (pixels, class index)}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for label, name in enumerate(classes):
+        for index in range(per_class):
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            path = folder / name / f"{index:02d}.png"
+            write_image(path, pixels)
+            written[str(path)] = (pixels, label)
+    return written
+
+
+def test_the_source_layout_gives_sorted_classes_and_skips_hidden_and_other_files(tmp_path):
+    write_class_folder(tmp_path / "source", per_class=2, classes=("dog", "cat"))
+    write_image(tmp_path / "source" / "cat" / "nested" / "deep.png", np.zeros((28, 28), np.uint8))
+    (tmp_path / "source" / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "source" / "cat" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "source" / ".hidden").mkdir()
+    images = folders.scan_source(str(tmp_path / "source"))
+    assert images.class_names == ("cat", "dog")
+    assert [path.split("source/")[1] for path in images.paths] == [
+        "cat/00.png", "cat/01.png", "cat/nested/deep.png", "dog/00.png", "dog/01.png"]
+    assert images.labels.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_a_target_folder_is_labelled_only_when_its_subfolders_are_source_classes(tmp_path):
+    write_class_folder(tmp_path / "labelled", per_class=1, classes=("emu", "cat"))
+    write_class_folder(tmp_path / "other", per_class=1, classes=("day", "night"))
+    write_class_folder(tmp_path / "loose", per_class=2, classes=("",))
+    labelled = folders.scan_target(str(tmp_path / "labelled"), CLASSES)
+    assert labelled.labelled and labelled.labels.tolist() == [0, 2]  # cat, emu in the source's order.
+    for name in ("other", "loose"):
+        unlabelled = folders.scan_target(str(tmp_path / name), CLASSES)
+        assert not unlabelled.labelled and len(unlabelled) == 2
+        assert set(unlabelled.labels.tolist()) == {folders.UNLABELLED}
+
+
+@pytest.mark.parametrize("image_format, mode", [
+    ("PNG", "L"), ("PNG", "RGB"), ("JPEG", "L"), ("JPEG", "RGB"), ("BMP", "RGB"), ("GIF", "L"), ("GIF", "P")])
+def test_each_format_decodes_to_the_configured_shape(tmp_path, image_format, mode):
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).convert(mode)
+    path = tmp_path / f"image.{image_format.lower()}"
+    image.save(path, format=image_format)
+    for shape in ((28, 28, 3), (32, 32, 1)):
+        decoded = image_folders.decode_file(tf.constant(str(path)), shape).numpy()
+        assert decoded.shape == shape and decoded.dtype == np.uint8
+    # Resized as image_dataset_from_directory resizes: bilinear, without keeping the aspect ratio.
+    expected = tf.image.resize(np.asarray(image.convert("RGB")), [28, 28], method="bilinear").numpy()
+    if image_format in ("PNG", "BMP"):  # Lossless: the same pixels in.
+        np.testing.assert_array_equal(image_folders.decode_file(tf.constant(str(path)), (28, 28, 3)).numpy(),
+                                      np.round(expected).astype(np.uint8))
+
+
+def test_an_image_of_the_configured_size_keeps_its_exact_pixels(tmp_path):
+    pixels = np.random.default_rng(2).integers(0, 256, (28, 28), dtype=np.uint8)
+    write_image(tmp_path / "digit.png", pixels)
+    decoded = image_folders.decode_file(tf.constant(str(tmp_path / "digit.png")), (28, 28, 3)).numpy()
+    np.testing.assert_array_equal(decoded, np.repeat(pixels[..., None], 3, axis=-1))
+
+
+def test_the_held_out_split_is_seeded_disjoint_and_per_domain(tmp_path):
+    images = folders.ImageList([f"{index}.png" for index in range(50)], np.arange(50) % 3, CLASSES)
+    train_part, held_out = folders.held_out_split(images, 0.2, seed=0, stream=0)
+    assert len(held_out) == 10 and len(train_part) == 40
+    assert set(train_part.paths).isdisjoint(held_out.paths)
+    assert sorted(train_part.paths + held_out.paths) == sorted(images.paths)
+    assert folders.held_out_split(images, 0.2, seed=0, stream=0)[1].paths == held_out.paths
+    assert folders.held_out_split(images, 0.2, seed=0, stream=1)[1].paths != held_out.paths
+    assert folders.held_out_split(images, 0.2, seed=1, stream=0)[1].paths != held_out.paths
+    with pytest.raises(DataError, match="too few"):
+        folders.held_out_split(folders.ImageList(["a.png"], np.zeros(1), CLASSES), 0.1, 0, 0)
+
+
+def folder_config(tmp_path, **overrides):
+    settings = dict(source_dir=str(tmp_path / "source"), target_dir=str(tmp_path / "target"),
+                    class_names=CLASSES, epochs=2.0, batch_size=8, log_every=2, eval_every=2,
+                    checkpoint_every=4, steps_per_call=2, deterministic=True, held_out_fraction=0.25,
+                    log_dir=str(tmp_path / "logs"), checkpoint_dir=str(tmp_path / "checkpoints"))
+    return Config(**{**settings, **overrides})
+
+
+def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_training_feeds(tmp_path):
+    written = {**write_class_folder(tmp_path / "source", seed=3), **write_class_folder(tmp_path / "target", seed=4)}
+    config = folder_config(tmp_path, binarize_source=False)
+    parts, _ = image_folders.scan(config)
+    data = image_folders.load_folder_data(config, log=lambda line: None)
+    for name in ("source", "target", "source_test", "target_test"):
+        domain = getattr(data, name)
+        expected = [written[path] for path in parts[name].paths]
+        np.testing.assert_array_equal(domain.images.numpy(), np.stack([pixels for pixels, _ in expected]))
+        assert domain.labels.numpy().tolist() == [label for _, label in expected]
+    training = np.concatenate([data.source.images.numpy(), data.target.images.numpy()])
+    np.testing.assert_allclose(data.pixel_mean, training.reshape(-1, 3).mean(axis=0), rtol=1e-6)
+    binarised = image_folders.load_folder_data(folder_config(tmp_path), log=lambda line: None)
+    source_binarised = np.where(data.source.images.numpy() > 0, 255, 0)
+    expected_mean = np.concatenate([source_binarised, data.target.images.numpy()]).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(binarised.pixel_mean, expected_mean, rtol=1e-6)
+
+
+def test_streamed_folders_give_the_same_batches_and_evaluation_as_folders_in_memory(tmp_path):
+    write_class_folder(tmp_path / "source", size=(36, 30), seed=5)
+    write_class_folder(tmp_path / "target", size=(20, 28), seed=6)
+    in_memory = image_folders.load_folder_data(folder_config(tmp_path), log=lambda line: None)
+    streamed = image_folders.load_folder_data(folder_config(tmp_path, in_memory_mb=0), log=lambda line: None)
+    assert isinstance(streamed.source, pipeline.FileDomain) and isinstance(streamed.target_test, pipeline.FileDomain)
+    assert not isinstance(in_memory.source, pipeline.FileDomain)
+    assert streamed.pixel_mean == pytest.approx(in_memory.pixel_mean)
+    batches = [pipeline.training_dataset(data.source, data.target, 4, data.pixel_mean, seed=0, start_step=3)
+               for data in (in_memory, streamed)]
+    for first, second in zip(*(iter(batches_of) for batches_of in batches)):
+        for part_a, part_b in zip(first, second):
+            np.testing.assert_array_equal(part_a.numpy(), part_b.numpy())
+        break
+    for name in ("source_test", "target_test"):
+        pairs = zip(*(pipeline.evaluation_dataset(getattr(data, name), 5, data.pixel_mean)
+                      for data in (in_memory, streamed)))
+        for (images_a, labels_a), (images_b, labels_b) in pairs:
+            np.testing.assert_array_equal(images_a.numpy(), images_b.numpy())
+            np.testing.assert_array_equal(labels_a.numpy(), labels_b.numpy())
+
+
+def test_target_only_needs_target_labels(tmp_path):
+    write_class_folder(tmp_path / "source")
+    write_class_folder(tmp_path / "target", classes=("",))
+    with pytest.raises(DataError, match="target_only trains on target labels"):
+        image_folders.load_folder_data(folder_config(tmp_path, mode="target_only"), log=lambda line: None)
+
+
+def test_an_unlabelled_target_trains_and_reports_the_domain_accuracy_only(tmp_path):
+    write_class_folder(tmp_path / "source")
+    write_class_folder(tmp_path / "target", classes=("",))
+    config = folder_config(tmp_path)
+    trainer = train.Trainer(config, data=image_folders.load_folder_data(config, log=lambda line: None))
+    final = trainer.run()
+    assert "val/source_acc" in final and "val/domain_acc" in final
+    assert "val/target_acc" not in final and "val/target_loss" not in final
+
+
+@pytest.mark.parametrize("kernel_size, side", [(5, 16), (3, 10), (7, 22)])
+def test_the_smallest_image_size_builds_a_one_pixel_feature_map(kernel_size, side):
+    from model import DANN
+
+    networks = DANN(Config(kernel_size=kernel_size, image_size=side))
+    assert networks.feature_extractor.output_shape == (None, 1 * 1 * 48)
+    with pytest.raises(ValueError):
+        Config(kernel_size=kernel_size, image_size=side - 1)

@@ -1,0 +1,62 @@
+"""A trained classifier on image folders: accuracy on a labelled folder, predictions for any folder.
+
+Images are decoded and resized as in training (utils/image_folders.py), to
+the export's own input size, and fed as raw pixels: the export normalises
+them itself. Both read the folder batch by batch, so a folder of any size
+fits in memory, and both refuse the whole folder when one image cannot be
+decoded, naming it.
+"""
+
+import csv
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from utils import evaluation, folders
+from utils.image_folders import check_all_decoded, decoded_batches
+from utils.sources import DataError
+
+
+def labelled_folder_confusion(run, folder):
+    """The confusion matrix of `run` on a folder laid out in class subfolders named as the run's classes."""
+    images = folders.scan_target(folder, run.class_names, "--target_dir", test=True)
+    if not images.labelled:
+        raise DataError(f"--target_dir '{folder}' has no class subfolders, so no labels to measure "
+                        "accuracy with. Use --predict for a folder of unlabelled images.")
+    classes = len(run.class_names)
+    confusion = np.zeros((classes, classes), np.int64)
+    decoded = np.zeros(len(images), bool)
+    for indices, batch in decoded_batches(images.paths, run.image_shape):
+        decoded[indices] = True
+        confusion += evaluation.confusion_matrix(run.classifier, batch, images.labels[indices])
+    check_all_decoded(images.paths, decoded, run.image_shape)
+    return confusion
+
+
+def predict_folder(run, folder):
+    """(relative paths, predicted class names, probabilities (N, classes)) for every image below `folder`."""
+    if not os.path.isdir(folder):
+        raise DataError(f"--predict '{folder}' is not a folder. Check the path.")
+    paths = folders.images_under(folder)
+    if not paths:
+        raise DataError(f"--predict '{folder}' holds no images ({', '.join(folders.IMAGE_EXTENSIONS)}).")
+    probabilities = np.zeros((len(paths), len(run.class_names)), np.float32)
+    decoded = np.zeros(len(paths), bool)
+    for indices, batch in decoded_batches(paths, run.image_shape):
+        decoded[indices] = True
+        logits = evaluation.predict_logits(run.classifier, batch.astype(np.float32))
+        probabilities[indices] = tf.nn.softmax(logits).numpy()
+    check_all_decoded(paths, decoded, run.image_shape)
+    names = [run.class_names[index] for index in probabilities.argmax(axis=1)]
+    relative = [os.path.relpath(path, folder) for path in paths]
+    return relative, names, probabilities
+
+
+def write_predictions(path, relative_paths, names, probabilities, class_names):
+    """Writes the CSV: path, predicted_class, then one probability column per class, in label order."""
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "predicted_class", *(f"probability_{name}" for name in class_names)])
+        for relative, name, row in zip(relative_paths, names, probabilities):
+            writer.writerow([relative, name, *(f"{value:.6f}" for value in row)])

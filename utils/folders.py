@@ -1,0 +1,198 @@
+"""Lists the images of a folder and their classes, refusing layouts that would train on the wrong labels.
+
+The layout is Keras' image_dataset_from_directory convention: one subfolder
+per class, named after it, holding that class's images (at any depth); class
+names sorted give the labels 0, 1, ... A source folder must have it. A
+target folder may have it, or hold its images loose: its labels, when its
+subfolders are all source classes, serve evaluation only.
+
+Every problem raises DataError with a message naming the folder or file, so
+that the scripts can print it as one `error:` line before any work starts.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from utils.sources import DataError
+
+# The formats that tf.io.decode_image reads, as image_dataset_from_directory lists them.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+UNLABELLED = -1
+
+
+@dataclasses.dataclass
+class ImageList:
+    """Image paths in a fixed order, their labels (UNLABELLED without one), and the class names."""
+
+    paths: list
+    labels: np.ndarray
+    class_names: tuple
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def labelled(self):
+        return len(self.labels) > 0 and bool(np.all(self.labels != UNLABELLED))
+
+    def subset(self, indices):
+        return ImageList([self.paths[index] for index in indices], self.labels[indices], self.class_names)
+
+
+def is_image(name):
+    """Image files by extension; hidden files (.DS_Store, ._x.png from macOS) are not images."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def images_under(folder):
+    """Every image below `folder`, at any depth, in sorted path order (hidden folders skipped)."""
+    found = []
+    for root, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found.extend(os.path.join(root, name) for name in files if is_image(name))
+    return sorted(found)
+
+
+def read_layout(folder, role):
+    """(class subfolders, loose images) at the top of `folder`, both sorted; refuses what cannot be read.
+
+    role names the folder in messages, such as "--source_dir".
+    """
+    if not os.path.isdir(folder):
+        raise DataError(f"{role} '{folder}' is not a folder. Check the path.")
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as error:
+        raise DataError(f"{role} '{folder}' cannot be read: {error.strerror}.") from error
+    subfolders = [name for name in entries
+                  if not name.startswith(".") and os.path.isdir(os.path.join(folder, name))]
+    loose = [name for name in entries if is_image(name) and os.path.isfile(os.path.join(folder, name))]
+    if subfolders and loose:
+        raise DataError(f"{role} '{folder}' mixes class subfolders ({', '.join(subfolders[:3])}) with loose "
+                        f"images ({', '.join(loose[:3])}): their class is unknown. Move each loose image "
+                        "into its class's subfolder, or out of the folder.")
+    if not subfolders and not loose:
+        raise DataError(f"{role} '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS)}). Check the path.")
+    return subfolders, loose
+
+
+def labelled_images(folder, role, class_names):
+    """The images of `class_names`' subfolders of `folder`, labelled by their index in class_names."""
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+        subfolder = os.path.join(folder, name)
+        found = images_under(subfolder) if os.path.isdir(subfolder) else []
+        paths.extend(found)
+        labels.extend([label] * len(found))
+    if not paths:
+        raise DataError(f"{role} '{folder}': its class subfolders hold no images "
+                        f"({', '.join(IMAGE_EXTENSIONS)}). Check the path.")
+    return ImageList(paths, np.asarray(labels, np.int32), tuple(class_names))
+
+
+def scan_source(folder, role="--source_dir"):
+    """The labelled source images: one subfolder per class, the class names sorted."""
+    subfolders, loose = read_layout(folder, role)
+    if not subfolders:
+        raise DataError(f"{role} '{folder}' has loose images ({', '.join(loose[:3])}) but no class "
+                        "subfolders: the source needs one subfolder per class, such as "
+                        f"{os.path.join(folder, 'cat')}/ and {os.path.join(folder, 'dog')}/.")
+    if len(subfolders) < 2:
+        raise DataError(f"{role} '{folder}' has one class subfolder ({subfolders[0]}): a classifier "
+                        "needs at least two classes.")
+    images = labelled_images(folder, role, subfolders)
+    empty = [name for name in subfolders if not np.any(images.labels == subfolders.index(name))]
+    if empty:
+        raise DataError(f"{role}: the class folder '{os.path.join(folder, empty[0])}' holds no images "
+                        f"({', '.join(IMAGE_EXTENSIONS)}). Add images or remove it.")
+    return images
+
+
+def scan_labelled_test(folder, class_names, role="--source_test_dir"):
+    """A labelled test folder: its class subfolders must be source classes (some may be missing)."""
+    subfolders, loose = read_layout(folder, role)
+    if not subfolders:
+        raise DataError(f"{role} '{folder}' has no class subfolders: a source test folder is laid out "
+                        "like --source_dir, one subfolder per class.")
+    check_classes(folder, role, subfolders, class_names)
+    return labelled_images(folder, role, class_names)
+
+
+def scan_target(folder, class_names, role="--target_dir", test=False):
+    """Target images; labelled when its subfolders are all source classes.
+
+    A target training folder whose subfolders are not source classes is
+    taken as unlabelled (its subfolders are only a way to store images). A
+    target test folder (test=True) with such subfolders is refused: its
+    labels would be compared with classes the model does not have.
+    """
+    subfolders, loose = read_layout(folder, role)
+    if loose:
+        paths = [os.path.join(folder, name) for name in loose]
+        return ImageList(paths, np.full(len(paths), UNLABELLED, np.int32), tuple(class_names))
+    if test:
+        check_classes(folder, role, subfolders, class_names)
+    if set(subfolders) <= set(class_names):
+        return labelled_images(folder, role, class_names)
+    paths = images_under(folder)
+    if not paths:
+        raise DataError(f"{role} '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS)}). Check the path.")
+    return ImageList(paths, np.full(len(paths), UNLABELLED, np.int32), tuple(class_names))
+
+
+def check_classes(folder, role, subfolders, class_names):
+    unknown = [name for name in subfolders if name not in class_names]
+    if unknown:
+        raise DataError(f"{role} '{folder}' has classes that are not source classes: {', '.join(unknown[:5])}"
+                        f"{' ...' if len(unknown) > 5 else ''} (source classes: {', '.join(class_names)}). "
+                        "Rename or remove those subfolders.")
+
+
+def held_out_split(images, fraction, seed, stream):
+    """(train part, held-out part) of an ImageList: a seeded random `fraction` is held out.
+
+    `stream` (0 source, 1 target) keeps the two domains' splits independent.
+    Each part keeps the list's order. Refuses a list too small to split.
+    """
+    count = len(images)
+    held_out = max(1, round(count * fraction))
+    if count - held_out < 1:
+        raise DataError(f"{count} image(s) in the folder are too few to hold {fraction:g} of them out "
+                        "for testing: add images or give a test folder.")
+    order = np.random.default_rng([seed, stream]).permutation(count)
+    return images.subset(np.sort(order[held_out:])), images.subset(np.sort(order[:held_out]))
+
+
+def write_image_folders(folder, parts, class_names, progress=None):
+    """Writes {subfolder: (uint8 images, labels)} as folder/subfolder/<class>/<index>.png, all or nothing.
+
+    The files go to a temporary folder beside `folder`, renamed to it once
+    every image is written, so an interruption leaves no half-written tree.
+    Grey (N, H, W) images are written as grey PNGs. progress(count) is
+    called after each image. Refuses a `folder` that exists.
+    """
+    from PIL import Image  # Only writing needs Pillow; reading uses TensorFlow.
+
+    if os.path.exists(folder):
+        raise DataError(f"'{folder}' already exists: choose a new folder, or delete it first.")
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(folder) + ".", suffix=".partial")
+    try:
+        for subfolder, (images, labels) in parts.items():
+            for name in class_names:
+                os.makedirs(os.path.join(temporary, subfolder, name))
+            width = len(str(len(images)))
+            for index, (image, label) in enumerate(zip(images, labels)):
+                Image.fromarray(image).save(
+                    os.path.join(temporary, subfolder, class_names[label], f"{index:0{width}d}.png"))
+                if progress:
+                    progress(1)
+        os.rename(temporary, folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
