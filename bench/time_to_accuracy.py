@@ -95,8 +95,8 @@ def main(arguments):
                         checkpoint_dir=os.path.join(scratch, "checkpoints"))
         setup_started = time.perf_counter()
         system.configure_for(config)
-        mnist, mnistm = train.load_data(config)
-        trainer = TimedTrainer(config, mnist, mnistm)
+        # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
+        trainer = TimedTrainer(config, *train.load_data(config))
         setup_seconds = time.perf_counter() - setup_started
         final = trainer.run()
     reached = next((evaluation for evaluation in trainer.evaluations
