@@ -30,11 +30,11 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
 import utils.tensorflow_startup  # noqa: E402, F401
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
 import train  # noqa: E402
+import train_speed  # noqa: E402
 from config import Config  # noqa: E402
 from utils import system  # noqa: E402
 
@@ -52,16 +52,6 @@ def op_key(event_name):
     layer = LAYER.search(name)
     where = f"{layer.group(1)}/{layer.group(2)}" if layer else "other"
     return where, kernel, "backward" if "gradient_tape/" in name else "forward"
-
-
-def conv_flops_per_image(networks):
-    """{'feature_extractor/convN': forward flops of one image} (2 x output size x kernel size)."""
-    flops = {}
-    for layer in networks.feature_extractor.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            height, width = layer.output.shape[1:3]
-            flops[f"feature_extractor/{layer.name}"] = 2 * height * width * int(tf.size(layer.kernel))
-    return flops
 
 
 def read_trace(trace_dir):
@@ -117,7 +107,9 @@ def main(arguments):
 
     steps = calls * config.steps_per_call
     op_seconds, busy, data_seconds = read_trace(trace_dir)
-    flops = conv_flops_per_image(trainer.networks)
+    # Forward flops of one image through each convolution (2 per multiply-add).
+    flops = {f"feature_extractor/{name}": 2 * macs for name, macs in
+             train_speed.layer_macs_per_image(trainer.networks.feature_extractor).items()}
     total = sum(op_seconds.values())
     rows = []
     print(f"{steps} steps in {wall:.2f} s under the profiler ({steps / wall:.1f} steps/s); "

@@ -65,18 +65,23 @@ from model import DANN  # noqa: E402
 from utils import precision, system  # noqa: E402
 
 
+def layer_macs_per_image(network):
+    """{layer name: multiply-adds of one image through it} for the Conv2D and Dense layers of network."""
+    macs = {}
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            output_height, output_width = layer.output.shape[1:3]
+            # The kernel is (k, k, in_c, out_c).
+            macs[layer.name] = output_height * output_width * math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Dense):
+            macs[layer.name] = math.prod(layer.kernel.shape)
+    return macs
+
+
 def forward_macs_per_image(networks):
     """Multiply-adds of one image through the feature extractor and both classifiers."""
-    macs = 0
-    for network in (networks.feature_extractor, networks.label_classifier, networks.domain_classifier):
-        for layer in network.layers:
-            if isinstance(layer, keras.layers.Conv2D):
-                output_height, output_width = layer.output.shape[1:3]
-                # The kernel is (k, k, in_c, out_c).
-                macs += output_height * output_width * math.prod(layer.kernel.shape)
-            elif isinstance(layer, keras.layers.Dense):
-                macs += math.prod(layer.kernel.shape)
-    return macs
+    return sum(sum(layer_macs_per_image(network).values()) for network in
+               (networks.feature_extractor, networks.label_classifier, networks.domain_classifier))
 
 
 def rate_summary(steps, seconds, cpu_seconds, call_rates, batch_size):
