@@ -62,7 +62,13 @@ class Config:
     source_test_dir: str = ""  # Labelled like source_dir; empty: a held-out part of source_dir.
     target_test_dir: str = ""  # Like target_dir; empty: a held-out part of target_dir.
     held_out_fraction: float = 0.1  # Of each folder, when its test folder is not given.
-    held_out_seed: int = 0  # Seed of that split, apart from `seed` so all seeds test alike.
+    # Seed of the held-out parts (test folders, source validation), apart from
+    # `seed`, so that runs of every seed hold out the same images.
+    held_out_seed: int = 0
+    # Of the source train images, held out of training for reverse validation
+    # (reverse_validation.py, docs/reverse_validation.md). The JMLR paper: 0.1.
+    # 0: none, so the paper's MNIST numbers train on all 60,000 digits.
+    source_validation_fraction: float = 0.0
     image_size: int = 28  # Images are resized to image_size x image_size pixels.
     image_channels: int = 3  # 3: colour (grey images repeat their channel); 1: grey.
     # Folders up to this many MB of uint8 pixels are held in memory; larger
@@ -168,6 +174,8 @@ class Config:
             (self.in_memory_mb >= 0, f"in_memory_mb must be >= 0, got {self.in_memory_mb}"),
             (0 < self.held_out_fraction < 1,
              f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}"),
+            (0 <= self.source_validation_fraction < 1,
+             f"source_validation_fraction must be in [0, 1), got {self.source_validation_fraction}"),
             (self.image_channels in (1, 3), f"image_channels must be 1 or 3, got {self.image_channels}"),
             (self.image_channels == 3 or not self.colour_source,
              "colour_source draws colours: it needs image_channels 3"),

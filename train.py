@@ -38,6 +38,7 @@ from utils.distribution import DistributionError
 from utils.files import atomic_path, write_text_atomic
 from utils.image_folders import load_folder_data
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
+from utils.reverse_validation import validation_split
 from utils.sources import DataError, load_mnist
 from utils.summaries import ScalarWriter, discard_after
 
@@ -319,18 +320,30 @@ def next_multiple(step, every):
 
 
 def mnist_data(config, mnist, mnistm):
-    """The pipeline.DomainData of the MNIST (source) and MNIST-M (target) arrays."""
-    def domains(split):
-        return (pipeline.Domain(mnist[f"x_{split}"], mnist[f"y_{split}"], is_mnist=True,
-                                binarize=config.binarize_source),
-                pipeline.Domain(mnistm[f"x_{split}"], mnistm[f"y_{split}"], is_mnist=False))
+    """The pipeline.DomainData of the MNIST (source) and MNIST-M (target) arrays.
+
+    With source_validation_fraction, that part of the MNIST train digits is
+    held out of training as the source validation part (reverse validation).
+    """
+    train, validation = validation_split(len(mnist["y_train"]), config.source_validation_fraction,
+                                         config.held_out_seed)
+    mnist = {**mnist, "x_validation": mnist["x_train"][validation], "y_validation": mnist["y_train"][validation],
+             "x_train": mnist["x_train"][train], "y_train": mnist["y_train"][train]}
+
+    def source(split):
+        return pipeline.Domain(mnist[f"x_{split}"], mnist[f"y_{split}"], is_mnist=True,
+                               binarize=config.binarize_source)
+
+    def target(split):
+        return pipeline.Domain(mnistm[f"x_{split}"], mnistm[f"y_{split}"], is_mnist=False)
 
     # The mean of what training feeds: the source digits as binarised (or
     # not) and coloured (or not) by the config, and the MNIST-M train images.
     mean = [float(value) for value in pixel_mean(
         mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source,
         colour_source=config.colour_source)]
-    return pipeline.DomainData(*domains("train"), *domains("test"), mean)
+    return pipeline.DomainData(source("train"), target("train"), source("test"), target("test"), mean,
+                               source_validation=source("validation") if len(validation) else None)
 
 
 def load_data(config):

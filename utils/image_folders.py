@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from utils import folders, pipeline
+from utils.reverse_validation import validation_split
 from utils.sources import DataError
 
 DECODE_BATCH = 256
@@ -87,7 +88,8 @@ def read_all(images, image_shape, keep, binarize=False):
 
 
 def scan(config):
-    """{part: ImageList} of the four parts (source, target and their tests), and the class names."""
+    """{part: ImageList} of the four parts (source, target and their tests), and the class names;
+    with source_validation_fraction, a fifth: source_validation, held out of the source."""
     source = folders.scan_source(config.source_dir)
     class_names = source.class_names
     target = folders.scan_target(config.target_dir, class_names)
@@ -99,6 +101,14 @@ def scan(config):
         else:
             parts[name], parts[f"{name}_test"] = folders.held_out_split(
                 parts[name], config.held_out_fraction, config.held_out_seed, stream)
+    if config.source_validation_fraction:
+        train, validation = validation_split(len(parts["source"]), config.source_validation_fraction,
+                                             config.held_out_seed)
+        if not len(train) or not len(validation):
+            raise DataError(f"--source_dir '{config.source_dir}': {len(parts['source'])} training image(s) "
+                            f"are too few to hold {config.source_validation_fraction:g} of them out for "
+                            "validation. Add images, or set --source_validation_fraction 0.")
+        parts["source"], parts["source_validation"] = parts["source"].subset(train), parts["source"].subset(validation)
     return parts, class_names
 
 
@@ -138,4 +148,5 @@ def load_folder_data(config, log=print):
             sums = sums + (127.5 * len(images) * image_bytes / config.image_channels if coloured else part_sums)
             pixel_count += len(images) * image_bytes // config.image_channels
     return pipeline.DomainData(domains["source"], domains["target"], domains["source_test"],
-                               domains["target_test"], [float(value) for value in sums / pixel_count])
+                               domains["target_test"], [float(value) for value in sums / pixel_count],
+                               source_validation=domains.get("source_validation"))

@@ -10,6 +10,7 @@ Training can also draw each source digit in two random colours
 folders (utils/image_folders.py) come already as (N, H, W, channels).
 """
 
+import copy
 import dataclasses
 
 import tensorflow as tf
@@ -81,12 +82,21 @@ class Domain:
         """The uint8 images at `indices`."""
         return tf.gather(self.images, indices)
 
+    def with_labels(self, labels):
+        """The same images with other labels (reverse validation's self-labelled target)."""
+        relabelled = copy.copy(self)
+        relabelled.labels = tf.Variable(tf.cast(labels, tf.int32), trainable=False, name="labels")
+        return relabelled
+
+    def pixels(self, images):
+        """uint8 batch -> the uint8 RGB pixels a network takes: grey digits repeated, binarised if set."""
+        if self.is_mnist:
+            return source_to_rgb(images, self.binarize)
+        return binarise(images) if self.binarize else images
+
     def prepare(self, images, pixel_mean, colour_seed=None, part=0, parts=1):
         """uint8 batch -> normalised float32; with colour_seed, in random colours (random_colours)."""
-        if self.is_mnist:
-            images = source_to_rgb(images, self.binarize)
-        elif self.binarize:
-            images = binarise(images)
+        images = self.pixels(images)
         if colour_seed is not None:
             images = random_colours(images, colour_seed, part, parts)
         return normalize(images, pixel_mean)
@@ -127,6 +137,8 @@ class DomainData:
     source_test: Domain
     target_test: Domain
     pixel_mean: list  # Per channel, in 0..255, over the images as training feeds them.
+    # Source train images held out of training (config.source_validation_fraction), or None.
+    source_validation: Domain = None
 
 
 # Folded into the seed, so each domain's order and the colours are independent.

@@ -1,0 +1,180 @@
+"""Reverse validation: judge a trained run without a single target label (docs/reverse_validation.md).
+
+    python reverse_validation.py --model checkpoints/dann-seed0
+    python reverse_validation.py --model pretrained/paper --mnist PATH/mnist.npz
+    python reverse_validation.py --model checkpoints/RUN --epochs 10   # a longer, steadier reverse run
+
+The run's classifier eta labels the target training images with its own
+predictions. A reverse run, with the run's own settings, then trains from
+those self-labelled target images to the unlabelled source training images;
+its accuracy on source images that neither run trained on is the reverse
+validation accuracy (Ganin et al., JMLR 2016, section 5.1.2). Between runs
+of different settings, pick the one with the highest.
+
+Those source images are the run's held-out part when it trained with
+--source_validation_fraction (the paper holds out 0.1), else the source
+test set. The reverse run is an ordinary run named <run>-reverse: its curves
+are in TensorBoard and its checkpoints in checkpoints/, and --resume
+continues it after Ctrl-C. The JSON (default
+logs/<run>-reverse/reverse_validation.json, also printed) adds cheaper
+label-free scores of eta: its source validation accuracy, the negative
+entropy and the information maximisation score of its target predictions,
+and its domain classifier's accuracy when the folder holds a checkpoint.
+Bad input prints one `error:` line, exits 2 and writes nothing.
+"""
+
+# First: it loads TensorFlow with this project's settings and without its start-up lines.
+import utils.tensorflow_startup  # noqa: F401
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+
+import numpy as np
+
+import train
+from utils import evaluation, precision, system
+from utils import reverse_validation as reverse
+from utils.distribution import DistributionError
+from utils.evaluation import ModelError
+from utils.files import check_writable, write_text_atomic
+from utils.image_folders import load_folder_data
+from utils.sources import DataError
+
+# The default budget of the reverse run, in passes over its source (the
+# forward target's 60,000 MNIST-M train images): about 2 minutes on 2 CPU
+# cores. docs/reverse_validation.md compares it with a longer budget.
+REVERSE_EPOCHS = 3.0
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run: argparse's message, printed as one error line."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def parse_arguments(arguments):
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    allow_abbrev=False)
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="A run's checkpoint folder (checkpoints/<run>) or a folder like pretrained/paper, "
+                             "holding classifier.keras.")
+    parser.add_argument("--config", default="", metavar="PATH",
+                        help="The run's config.json (default: beside the model or in logs/<run>/).")
+    parser.add_argument("--mnist", default="", metavar="PATH", help="mnist.npz, instead of the run's mnist_path.")
+    parser.add_argument("--mnistm", default="", metavar="PATH",
+                        help="MNIST-M npz, instead of the run's mnistm_path.")
+    parser.add_argument("--epochs", type=float, default=REVERSE_EPOCHS,
+                        help="Length of the reverse run, in passes over its source (default: %(default)g).")
+    parser.add_argument("--run_name", default="", help="The reverse run's name (default: <run>-reverse).")
+    parser.add_argument("--out", default="", metavar="PATH",
+                        help="JSON output (default: logs/<reverse run>/reverse_validation.json).")
+    parser.add_argument("--resume", action="store_true", help="Continue a stopped reverse run.")
+    parsed = parser.parse_args(arguments)
+    if not parsed.epochs > 0:
+        raise UsageError(f"--epochs must be > 0, got {parsed.epochs:g}")
+    return parsed
+
+
+def read_run_config(arguments):
+    """The run's Config, with --mnist and --mnistm applied; refuses a run it cannot judge."""
+    folder = arguments.model if os.path.isdir(arguments.model) else os.path.dirname(arguments.model)
+    config_path = arguments.config or evaluation.find_config(os.path.abspath(folder))
+    if not config_path:
+        raise ModelError(f"No config.json beside '{arguments.model}' or in logs/<run>/: the reverse run "
+                         "needs the run's own settings. Pass --config with the run's config.json.")
+    config = evaluation.read_config(config_path)
+    if config.mode == "target_only":
+        raise ModelError(f"'{arguments.model}' was trained with --mode target_only, on target labels: "
+                         "reverse validation judges runs that use none.")
+    paths = {"mnist_path": arguments.mnist, "mnistm_path": arguments.mnistm}
+    return dataclasses.replace(config, **{name: path for name, path in paths.items() if path}), config_path
+
+
+def forward_data(config):
+    """The run's data, split as it trained: MNIST -> MNIST-M, or its image folders."""
+    if config.uses_folders:
+        return load_folder_data(config)
+    return train.mnist_data(config, *train.load_data(config))
+
+
+def judge(arguments, config, config_path, reverse_name, out_path):
+    """Scores eta, trains the reverse run, and returns the results dict (or raises TrainingStopped)."""
+    started = time.perf_counter()
+    run = evaluation.load_run(arguments.model, config_path)
+    data = forward_data(config)
+    validation = data.source_validation if data.source_validation is not None else data.source_test
+    validation_name = (f"{config.source_validation_fraction:g} of the source train images, held out "
+                       f"(held_out_seed {config.held_out_seed})" if data.source_validation is not None
+                       else "the source test set (the run held no validation part out)")
+    target_probabilities = reverse.probabilities(run.classifier, data.target)
+    scores = {"source_validation_accuracy": reverse.accuracy(run.classifier, validation),
+              **reverse.label_free_scores(target_probabilities), "domain_accuracy": None}
+    if run.domain_networks is not None:
+        pixels = [np.concatenate(list(reverse.pixel_batches(domain))) for domain in (validation, data.target_test)]
+        scores["domain_accuracy"] = evaluation.domain_accuracy(run, *pixels)["overall"]
+    test_labels = reverse.self_labels(reverse.probabilities(run.classifier, data.target_test))
+    print(f"{run.name}: source validation accuracy {scores['source_validation_accuracy']:.4f} on "
+          f"{len(validation)} images ({validation_name}); training the reverse run {reverse_name}.")
+
+    # The same algorithm and settings; one device or the run's GPUs, not its machines.
+    reverse_config = dataclasses.replace(config, epochs=arguments.epochs, run_name=reverse_name,
+                                         log_dir="logs", checkpoint_dir="checkpoints",
+                                         strategy="auto", cpu_devices=1)
+    trainer = train.Trainer(
+        reverse_config, data=reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels))
+    with train.stop_on_signals(trainer):
+        try:
+            final = trainer.run(resume=arguments.resume)
+        except train.TrainingStopped as stopped:
+            stopped.signal_name = trainer.stop_requested
+            raise
+    return {
+        "model": arguments.model, "config": config_path, "mode": config.mode, "preset": config.preset,
+        "reverse_validation_accuracy": final["val/target_acc"],
+        "source_validation": validation_name, "source_validation_images": len(validation),
+        **scores,
+        "reverse_run": reverse_name, "reverse_epochs": arguments.epochs, "reverse_steps": final["steps"],
+        # How often eta_r agrees with eta's labels on the target test images.
+        "reverse_agreement_on_target_test": final["val/source_acc"],
+        "reverse_training_minutes": final["training_seconds"] / 60,
+        "minutes": (time.perf_counter() - started) / 60,
+        "out": out_path,
+    }
+
+
+def main(arguments, program="reverse_validation.py"):
+    try:
+        parsed = parse_arguments(arguments)
+        config, config_path = read_run_config(parsed)
+        reverse_name = parsed.run_name or f"{evaluation.run_name(parsed.model)}-reverse"
+        out_path = parsed.out or os.path.join("logs", reverse_name, "reverse_validation.json")
+        check_writable(out_path)
+        # Before any op runs: threads and devices cannot change afterwards.
+        policy, _ = precision.resolve(config.precision)
+        config = dataclasses.replace(config, precision=policy)
+        system.configure_for(dataclasses.replace(config, strategy="auto", cpu_devices=1))
+        results = judge(parsed, config, config_path, reverse_name, out_path)
+    except (UsageError, ValueError, DataError, DistributionError, OSError, train.TrainingError) as error:
+        # ModelError is a ValueError: a missing classifier or an unreadable config.
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+    except train.TrainingStopped as stopped:
+        print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
+              file=sys.stderr)
+        return 128 + signal.Signals[stopped.signal_name]  # As train.py: 130 for Ctrl-C, 143 for SIGTERM.
+    write_text_atomic(out_path, json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], program=sys.argv[0]))

@@ -1,0 +1,90 @@
+"""Reverse validation (Ganin et al., JMLR 2016, section 5.1.2, after Zhong et al., 2010) and
+cheaper label-free scores of a trained classifier, none of which reads a target label.
+
+Reverse validation of a classifier eta trained from the source S' to the target T':
+1. eta labels the target training images T' with its argmax ("self-labelling");
+2. the same algorithm, with the same settings, trains a reverse classifier
+   eta_r from those self-labelled target images (its source) to the unlabelled
+   source training images S' (its target);
+3. eta_r's accuracy on source images held out of both trainings (S_V) is the
+   reverse validation accuracy of eta. A higher one marks the better eta.
+
+The paper holds out 10% of the source (and of the target, for early
+stopping; this project reports final steps, so it has no use for it).
+reverse_validation.py runs the procedure; this module holds its parts.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from utils import evaluation, pipeline
+
+# Folded into held_out_seed beside the image folders' test splits (streams 0 and 1,
+# utils/folders.held_out_split), so that the source validation part is drawn apart from them.
+VALIDATION_STREAM = 2
+
+
+def validation_split(count, fraction, seed):
+    """(train indices, validation indices), each sorted: a seeded random `fraction` of `count` held out."""
+    held_out = round(count * fraction)
+    order = np.random.default_rng([seed, VALIDATION_STREAM]).permutation(count)
+    return np.sort(order[held_out:]), np.sort(order[:held_out])
+
+
+def pixel_batches(domain, batch_size=evaluation.BATCH_SIZE):
+    """A domain's images in order, as float32 RGB pixel batches (0..255): what an export takes."""
+    for start in range(0, len(domain), batch_size):
+        indices = tf.range(start, min(start + batch_size, len(domain)))
+        yield tf.cast(domain.pixels(domain.load(indices)), tf.float32)
+
+
+def probabilities(classifier, domain):
+    """(N, classes) float64 softmax of an exported classifier over every image of `domain`."""
+    batches = [evaluation.predict_logits(classifier, batch) for batch in pixel_batches(domain)]
+    return tf.nn.softmax(np.concatenate(batches).astype(np.float64)).numpy()
+
+
+def self_labels(probabilities_of_images):
+    """The classifier's own labels: the argmax class of each image."""
+    return np.argmax(probabilities_of_images, axis=1).astype(np.int32)
+
+
+def accuracy(classifier, domain):
+    """The exported classifier's accuracy on a labelled domain."""
+    predicted = self_labels(probabilities(classifier, domain))
+    return float(np.mean(predicted == domain.labels.numpy()))
+
+
+def label_free_scores(target_probabilities):
+    """Scores of a classifier's predictions on unlabelled target images; higher is better for both.
+
+    negative_entropy: minus the mean entropy (in nats) of each prediction;
+    confident predictions score high.
+    information_maximization: the entropy of the mean prediction minus the mean
+    entropy: confident predictions that also spread over the classes score
+    high, where a classifier calling every image one class scores low.
+    """
+    clipped = np.clip(target_probabilities, 1e-12, 1.0)
+    mean_entropy = float(np.mean(-np.sum(target_probabilities * np.log(clipped), axis=1)))
+    marginal = np.clip(np.mean(target_probabilities, axis=0), 1e-12, 1.0)
+    marginal_entropy = float(-np.sum(marginal * np.log(marginal)))
+    return {"negative_entropy": -mean_entropy, "information_maximization": marginal_entropy - mean_entropy}
+
+
+def reverse_data(data, target_labels, target_test_labels):
+    """The reverse run's pipeline.DomainData: the domains' roles swapped.
+
+    Its source is the forward target's training images with eta's labels, its
+    target the forward source's training images (their labels unused), and it
+    is tested on the forward target's test images, again with eta's labels,
+    and on the held-out source images S_V with their true labels: the reverse
+    validation accuracy. Each domain keeps how it turns a batch into pixels
+    (grey digits to RGB, binarised), and the pixel mean stays eta's, taken over
+    the same two domains.
+    """
+    validation = data.source_validation if data.source_validation is not None else data.source_test
+    return pipeline.DomainData(
+        source=data.target.with_labels(target_labels), target=data.source,
+        source_test=data.target_test.with_labels(target_test_labels), target_test=validation,
+        pixel_mean=list(data.pixel_mean))
+
