@@ -87,6 +87,11 @@ def parse_arguments(arguments):
 def read_run_config(arguments):
     """The run's Config, with --mnist and --mnistm applied; refuses a run it cannot judge."""
     folder = arguments.model if os.path.isdir(arguments.model) else os.path.dirname(arguments.model)
+    # Checked by name here: loading the model would start TensorFlow before its threads are set.
+    classifier = arguments.model if os.path.isfile(arguments.model) else os.path.join(folder, evaluation.EXPORT_NAME)
+    if not os.path.isfile(classifier):
+        raise ModelError(f"'{arguments.model}' holds no {evaluation.EXPORT_NAME}: train.py writes it when a "
+                         "run finishes. Finish the run, or pass the folder of a finished one.")
     config_path = arguments.config or evaluation.find_config(os.path.abspath(folder))
     if not config_path:
         raise ModelError(f"No config.json beside '{arguments.model}' or in logs/<run>/: the reverse run "
@@ -110,7 +115,15 @@ def judge(arguments, config, config_path, reverse_name, out_path):
     """Scores eta, trains the reverse run, and returns the results dict (or raises TrainingStopped)."""
     started = time.perf_counter()
     run = evaluation.load_run(arguments.model, config_path)
-    data = forward_data(config)
+    # The same algorithm and settings, on one device or the run's GPUs rather than its machines.
+    # Random colours are an augmentation of grey source digits: the reverse source, the target's
+    # images, is in colour already, and recoloured MNIST-M kept a long-preset reverse run at
+    # chance for 1,000 steps (docs/reverse_validation.md).
+    reverse_config = dataclasses.replace(config, epochs=arguments.epochs, run_name=reverse_name,
+                                         log_dir="logs", checkpoint_dir="checkpoints",
+                                         strategy="auto", cpu_devices=1, colour_source=False)
+    # Split as the run was (the same fraction and seed); the pixel mean is that of the reverse run's feed.
+    data = forward_data(reverse_config)
     validation = data.source_validation if data.source_validation is not None else data.source_test
     validation_name = (f"{config.source_validation_fraction:g} of the source train images, held out "
                        f"(held_out_seed {config.held_out_seed})" if data.source_validation is not None
@@ -125,10 +138,6 @@ def judge(arguments, config, config_path, reverse_name, out_path):
     print(f"{run.name}: source validation accuracy {scores['source_validation_accuracy']:.4f} on "
           f"{len(validation)} images ({validation_name}); training the reverse run {reverse_name}.")
 
-    # The same algorithm and settings; one device or the run's GPUs, not its machines.
-    reverse_config = dataclasses.replace(config, epochs=arguments.epochs, run_name=reverse_name,
-                                         log_dir="logs", checkpoint_dir="checkpoints",
-                                         strategy="auto", cpu_devices=1)
     trainer = train.Trainer(
         reverse_config, data=reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels))
     with train.stop_on_signals(trainer):
@@ -142,7 +151,7 @@ def judge(arguments, config, config_path, reverse_name, out_path):
         "reverse_validation_accuracy": final["val/target_acc"],
         "source_validation": validation_name, "source_validation_images": len(validation),
         **scores,
-        "reverse_run": reverse_name, "reverse_epochs": arguments.epochs, "reverse_steps": final["steps"],
+        "reverse_run": reverse_name, "reverse_epochs": arguments.epochs, "reverse_colour_source": False, "reverse_steps": final["steps"],
         # How often eta_r agrees with eta's labels on the target test images.
         "reverse_agreement_on_target_test": final["val/source_acc"],
         "reverse_training_minutes": final["training_seconds"] / 60,

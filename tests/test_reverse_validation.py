@@ -1,0 +1,221 @@
+"""Reverse validation: the source validation split, the self-labelling, the reverse run and its JSON,
+the label-free scores, bad input; and the shipped weights judged on the real data."""
+
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import reverse_validation
+import train
+from config import Config, PRESETS
+from conftest import TRAIN_SIZE, tiny_config, tiny_training_arrays
+from test_folder_scripts import TINY_RUN
+from test_folders import write_class_folder
+from utils import system
+from utils import reverse_validation as reverse
+from utils.mnistm import build_mnistm
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_split_is_disjoint_complete_and_reproducible():
+    train_part, validation = reverse.validation_split(1000, 0.1, seed=3)
+    assert len(validation) == 100 and len(train_part) == 900
+    assert not set(train_part) & set(validation)
+    assert sorted(np.concatenate([train_part, validation])) == list(range(1000))
+    again_train, again_validation = reverse.validation_split(1000, 0.1, seed=3)
+    np.testing.assert_array_equal(validation, again_validation)
+    np.testing.assert_array_equal(train_part, again_train)
+    assert not np.array_equal(validation, reverse.validation_split(1000, 0.1, seed=4)[1])
+    assert len(reverse.validation_split(1000, 0.0, seed=3)[1]) == 0
+
+
+def test_the_paper_defaults_hold_nothing_out():
+    assert Config().source_validation_fraction == 0
+    assert all("source_validation_fraction" not in overrides for overrides in PRESETS.values())
+    with pytest.raises(ValueError, match="source_validation_fraction"):
+        Config(source_validation_fraction=1.0)
+
+
+def image_ids(domain):
+    """Each tiny image's identity: its raw bytes."""
+    return {image.tobytes() for image in domain.images.numpy()}
+
+
+def test_a_run_with_a_validation_fraction_trains_without_those_digits():
+    mnist, mnistm = tiny_training_arrays()
+    config = Config(source_validation_fraction=0.25)
+    data = train.mnist_data(config, mnist, mnistm)
+    assert len(data.source) == TRAIN_SIZE * 3 // 4 and len(data.source_validation) == TRAIN_SIZE // 4
+    assert not image_ids(data.source) & image_ids(data.source_validation)
+    assert image_ids(data.source) | image_ids(data.source_validation) == {image.tobytes() for image in mnist["x_train"]}
+    # Each held-out digit keeps its own label.
+    by_image = {image.tobytes(): label for image, label in zip(mnist["x_train"], mnist["y_train"])}
+    assert all(by_image[image.tobytes()] == label for image, label in
+               zip(data.source_validation.images.numpy(), data.source_validation.labels.numpy()))
+    assert train.mnist_data(Config(), mnist, mnistm).source_validation is None
+
+
+class PixelSumClassifier:
+    """A stand-in export: the logit of class k is largest for the images whose pixel sum is k mod 10."""
+
+    def __call__(self, batch, training=False):
+        sums = np.asarray(batch, np.float64).reshape(len(batch), -1).sum(axis=1).astype(np.int64)
+        return {"logits": np.eye(10, dtype=np.float32)[sums % 10] * 5.0}
+
+
+def test_the_reverse_run_learns_the_target_with_the_classifiers_argmax_labels():
+    mnist, mnistm = tiny_training_arrays()
+    data = train.mnist_data(Config(source_validation_fraction=0.25), mnist, mnistm)
+    classifier = PixelSumClassifier()
+    probabilities = reverse.probabilities(classifier, data.target)
+    expected = mnistm["x_train"].reshape(TRAIN_SIZE, -1).sum(axis=1, dtype=np.int64) % 10
+    np.testing.assert_array_equal(reverse.self_labels(probabilities), expected)
+    assert not np.array_equal(expected, mnistm["y_train"])  # The true labels play no part.
+
+    test_labels = reverse.self_labels(reverse.probabilities(classifier, data.target_test))
+    swapped = reverse.reverse_data(data, reverse.self_labels(probabilities), test_labels)
+    np.testing.assert_array_equal(swapped.source.images.numpy(), mnistm["x_train"])
+    np.testing.assert_array_equal(swapped.source.labels.numpy(), expected)
+    assert swapped.target is data.source and swapped.target_test is data.source_validation
+    np.testing.assert_array_equal(swapped.source_test.labels.numpy(), test_labels)
+    # The forward target keeps its own labels; the reverse domains still turn batches into the same pixels.
+    np.testing.assert_array_equal(data.target.labels.numpy(), mnistm["y_train"])
+    assert swapped.target.is_mnist and not swapped.source.is_mnist
+    # Without a held-out part, the source test set is the validation set.
+    plain = train.mnist_data(Config(), mnist, mnistm)
+    assert reverse.reverse_data(plain, expected, test_labels).target_test is plain.source_test
+
+
+def test_the_export_sees_the_pixels_training_sees():
+    mnist, mnistm = tiny_training_arrays()
+    data = train.mnist_data(Config(binarize_source=True), mnist, mnistm)
+    pixels = np.concatenate(list(reverse.pixel_batches(data.source_test, batch_size=16)))
+    expected = np.repeat(np.where(mnist["x_test"] > 0, 255, 0)[..., np.newaxis], 3, axis=-1)
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_the_label_free_scores_rank_confident_and_spread_predictions_first():
+    uniform = reverse.label_free_scores(np.full((20, 10), 0.1))
+    assert uniform["negative_entropy"] == pytest.approx(-math.log(10))
+    assert uniform["information_maximization"] == pytest.approx(0.0, abs=1e-9)
+    one_class = reverse.label_free_scores(np.eye(10)[np.zeros(20, int)])
+    assert one_class["negative_entropy"] == pytest.approx(0.0, abs=1e-9)
+    assert one_class["information_maximization"] == pytest.approx(0.0, abs=1e-9)
+    spread = reverse.label_free_scores(np.eye(10)[np.arange(20) % 10])
+    assert spread["information_maximization"] == pytest.approx(math.log(10))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished 12-step DANN run on tiny data that held a quarter of its source out."""
+    folder = tmp_path_factory.mktemp("reverse")
+    mnist, mnistm = tiny_training_arrays()
+    np.savez(folder / "mnist.npz", **mnist)
+    np.savez(folder / "mnist_m.npz", **mnistm)
+    config = tiny_config(folder, source_validation_fraction=0.25, run_name="tiny",
+                         mnist_path=str(folder / "mnist.npz"), mnistm_path=str(folder / "mnist_m.npz"))
+    system.configure(config.seed, config.deterministic)
+    train.Trainer(config, mnist, mnistm).run()
+    return folder
+
+
+def run_reverse_validation(folder, *arguments, model=None):
+    return reverse_validation.main(["--model", str(model or folder / "checkpoints" / "tiny"), *arguments])
+
+
+def test_the_json_has_its_keys_and_the_reverse_run_is_an_ordinary_run(tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run_reverse_validation(tiny_run, "--epochs", "1") == 0
+    results = json.loads((tmp_path / "logs" / "tiny-reverse" / "reverse_validation.json").read_text())
+    printed = capsys.readouterr().out
+    assert json.loads(printed[printed.rindex("\n{\n") + 1:]) == results
+    for key in ("reverse_validation_accuracy", "source_validation_accuracy", "negative_entropy",
+                "information_maximization", "domain_accuracy", "reverse_steps", "minutes"):
+        assert isinstance(results[key], float) or isinstance(results[key], int), key
+    assert 0 <= results["reverse_validation_accuracy"] <= 1
+    assert results["source_validation_images"] == TRAIN_SIZE // 4
+    assert results["source_validation"].startswith("0.25 of the source train images")
+    # One epoch of the reverse source (the 96 target images) at 16 + 16 images a step.
+    assert results["reverse_steps"] == TRAIN_SIZE // 16
+    final = json.loads((tmp_path / "logs" / "tiny-reverse" / "final.json").read_text())
+    assert results["reverse_validation_accuracy"] == final["val/target_acc"]
+    assert (tmp_path / "checkpoints" / "tiny-reverse" / "classifier.keras").is_file()
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("no classifier", "holds no classifier.keras"),
+    ("broken config", "Cannot read the run's config"),
+    ("unknown flag", "unrecognized arguments: --epoch"),
+    ("no model", "the following arguments are required: --model"),
+    ("bad budget", "--epochs must be > 0"),
+    ("target_only", "target_only"),
+])
+def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, monkeypatch, capsys, problem,
+                                                           message):
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "run"
+    shutil.copytree(tiny_run / "checkpoints" / "tiny", model)
+    arguments = ["--model", str(model)]
+    if problem == "no classifier":
+        (model / "classifier.keras").unlink()
+    elif problem == "broken config":
+        (model / "config.json").write_text('{"epochs": ')
+    elif problem == "unknown flag":
+        arguments += ["--epoch", "1"]
+    elif problem == "no model":
+        arguments = []
+    elif problem == "bad budget":
+        arguments += ["--epochs", "0"]
+    elif problem == "target_only":
+        saved = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**saved, "mode": "target_only"}))
+    before = sorted(os.listdir(tmp_path))
+    assert reverse_validation.main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.fixture
+def real_mnistm(real_data_dir, tmp_path):
+    """MNIST-M built from the real files (seed 42, the published data set)."""
+    path = str(tmp_path / "mnist_m.npz")
+    build_mnistm(os.path.join(real_data_dir, "mnist.npz"), os.path.join(real_data_dir, "BSR_bsds500.tgz"), path,
+                 seed=42, log=lambda *arguments, **keywords: None)
+    return path
+
+
+def test_the_shipped_weights_are_judged_on_the_real_data(real_data_dir, real_mnistm, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "paper.json"
+    # A fifth of an epoch (188 steps) keeps the test short; the default budget is measured in the docs.
+    assert reverse_validation.main([
+        "--model", os.path.join(REPOSITORY, "pretrained", "paper"), "--mnist",
+        os.path.join(real_data_dir, "mnist.npz"), "--mnistm", real_mnistm, "--epochs", "0.2",
+        "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["source_validation"].startswith("the source test set")
+    assert results["source_validation_images"] == 10000
+    assert results["source_validation_accuracy"] > 0.97  # The paper run's MNIST test accuracy.
+    assert results["domain_accuracy"] is None  # pretrained/ holds no checkpoint.
+    # Even 188 reverse steps read real digits far above chance from the paper run's MNIST-M labels.
+    assert results["reverse_validation_accuracy"] > 0.3
+
+
+def test_a_run_on_image_folders_is_judged_on_its_held_out_source_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_class_folder(tmp_path / "source", per_class=8, seed=7)
+    write_class_folder(tmp_path / "target", seed=8)
+    assert train.main(["--source_dir", "source", "--target_dir", "target", "--source_validation_fraction", "0.25",
+                       "--run_name", "folders", *TINY_RUN]) == 0
+    assert reverse_validation.main(["--model", "checkpoints/folders", "--epochs", "1"]) == 0
+    results = json.loads((tmp_path / "logs" / "folders-reverse" / "reverse_validation.json").read_text())
+    # 24 source images: a tenth held out for testing (2), then a quarter of the rest (6) for validation.
+    assert results["source_validation_images"] == 6
+    assert results["source_validation"].startswith("0.25 of the source train images")
+    assert 0 <= results["reverse_validation_accuracy"] <= 1
