@@ -2,7 +2,8 @@
 
     python reverse_validation.py --model checkpoints/dann-seed0
     python reverse_validation.py --model pretrained/paper --mnist PATH/mnist.npz
-    python reverse_validation.py --model checkpoints/RUN --epochs 10   # a longer, steadier reverse run
+    python reverse_validation.py --model checkpoints/RUN --epochs 10   # a longer reverse run
+    python reverse_validation.py --model checkpoints/RUN --scores_only # the label-free scores alone, in seconds
 
 The run's classifier eta labels the target training images with its own
 predictions. A reverse run, with the run's own settings, then trains from
@@ -38,6 +39,7 @@ import time
 import numpy as np
 
 import train
+from config import Config
 from utils import evaluation, precision, system
 from utils import reverse_validation as reverse
 from utils.distribution import DistributionError
@@ -69,15 +71,23 @@ def parse_arguments(arguments):
                              "holding classifier.keras.")
     parser.add_argument("--config", default="", metavar="PATH",
                         help="The run's config.json (default: beside the model or in logs/<run>/).")
-    parser.add_argument("--mnist", default="", metavar="PATH", help="mnist.npz, instead of the run's mnist_path.")
-    parser.add_argument("--mnistm", default="", metavar="PATH",
-                        help="MNIST-M npz, instead of the run's mnistm_path.")
+    # As evaluate.py: this machine's files, not the paths recorded where the run trained.
+    defaults = Config()
+    parser.add_argument("--mnist", default=defaults.mnist_path, metavar="PATH",
+                        help="Keras-layout mnist.npz; empty: download it with keras.datasets.mnist.")
+    parser.add_argument("--mnistm", default=defaults.mnistm_path, metavar="PATH",
+                        help="MNIST-M npz, built from MNIST and BSDS500 when missing (default: %(default)s).")
+    parser.add_argument("--bsds", default=defaults.bsds_path, metavar="PATH",
+                        help="BSR_bsds500.tgz, to build MNIST-M; empty: download it.")
     parser.add_argument("--epochs", type=float, default=REVERSE_EPOCHS,
                         help="Length of the reverse run, in passes over its source (default: %(default)g).")
     parser.add_argument("--run_name", default="", help="The reverse run's name (default: <run>-reverse).")
     parser.add_argument("--out", default="", metavar="PATH",
                         help="JSON output (default: logs/<reverse run>/reverse_validation.json).")
     parser.add_argument("--resume", action="store_true", help="Continue a stopped reverse run.")
+    parser.add_argument("--scores_only", action="store_true",
+                        help="Only the cheaper label-free scores, in seconds, without the reverse run "
+                             "(default output: results/<run>/label_free_scores.json).")
     parsed = parser.parse_args(arguments)
     if not parsed.epochs > 0:
         raise UsageError(f"--epochs must be > 0, got {parsed.epochs:g}")
@@ -85,7 +95,7 @@ def parse_arguments(arguments):
 
 
 def read_run_config(arguments):
-    """The run's Config, with --mnist and --mnistm applied; refuses a run it cannot judge."""
+    """The run's Config, with --mnist, --mnistm and --bsds; refuses a run it cannot judge."""
     folder = arguments.model if os.path.isdir(arguments.model) else os.path.dirname(arguments.model)
     # Checked by name here: loading the model would start TensorFlow before its threads are set.
     classifier = arguments.model if os.path.isfile(arguments.model) else os.path.join(folder, evaluation.EXPORT_NAME)
@@ -100,8 +110,8 @@ def read_run_config(arguments):
     if config.mode == "target_only":
         raise ModelError(f"'{arguments.model}' was trained with --mode target_only, on target labels: "
                          "reverse validation judges runs that use none.")
-    paths = {"mnist_path": arguments.mnist, "mnistm_path": arguments.mnistm}
-    return dataclasses.replace(config, **{name: path for name, path in paths.items() if path}), config_path
+    return dataclasses.replace(config, mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
+                               bsds_path=arguments.bsds), config_path
 
 
 def forward_data(config):
@@ -112,7 +122,10 @@ def forward_data(config):
 
 
 def judge(arguments, config, config_path, reverse_name, out_path):
-    """Scores eta, trains the reverse run, and returns the results dict (or raises TrainingStopped)."""
+    """Scores eta and, unless --scores_only, trains the reverse run; returns the results dict.
+
+    Raises TrainingStopped, with the signal's name, when Ctrl-C or SIGTERM stops the reverse run.
+    """
     started = time.perf_counter()
     run = evaluation.load_run(arguments.model, config_path)
     # The same algorithm and settings, on one device or the run's GPUs rather than its machines.
@@ -129,15 +142,21 @@ def judge(arguments, config, config_path, reverse_name, out_path):
                        f"(held_out_seed {config.held_out_seed})" if data.source_validation is not None
                        else "the source test set (the run held no validation part out)")
     target_probabilities = reverse.probabilities(run.classifier, data.target)
-    scores = {"source_validation_accuracy": reverse.accuracy(run.classifier, validation),
-              **reverse.label_free_scores(target_probabilities), "domain_accuracy": None}
+    results = {"model": arguments.model, "config": config_path, "mode": config.mode, "preset": config.preset,
+               "source_validation": validation_name, "source_validation_images": len(validation),
+               "source_validation_accuracy": reverse.accuracy(run.classifier, validation),
+               **reverse.label_free_scores(target_probabilities), "domain_accuracy": None}
     if run.domain_networks is not None:
         pixels = [np.concatenate(list(reverse.pixel_batches(domain))) for domain in (validation, data.target_test)]
-        scores["domain_accuracy"] = evaluation.domain_accuracy(run, *pixels)["overall"]
-    test_labels = reverse.self_labels(reverse.probabilities(run.classifier, data.target_test))
-    print(f"{run.name}: source validation accuracy {scores['source_validation_accuracy']:.4f} on "
-          f"{len(validation)} images ({validation_name}); training the reverse run {reverse_name}.")
+        results["domain_accuracy"] = evaluation.domain_accuracy(run, *pixels)["overall"]
+    print(f"{run.name}: source validation accuracy {results['source_validation_accuracy']:.4f} on "
+          f"{len(validation)} images ({validation_name}), information maximisation "
+          f"{results['information_maximization']:.4f}.")
+    if arguments.scores_only:
+        return {**results, "minutes": (time.perf_counter() - started) / 60, "out": out_path}
 
+    print(f"Training the reverse run {reverse_name}.")
+    test_labels = reverse.self_labels(reverse.probabilities(run.classifier, data.target_test))
     trainer = train.Trainer(
         reverse_config, data=reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels))
     with train.stop_on_signals(trainer):
@@ -147,16 +166,12 @@ def judge(arguments, config, config_path, reverse_name, out_path):
             stopped.signal_name = trainer.stop_requested
             raise
     return {
-        "model": arguments.model, "config": config_path, "mode": config.mode, "preset": config.preset,
-        "reverse_validation_accuracy": final["val/target_acc"],
-        "source_validation": validation_name, "source_validation_images": len(validation),
-        **scores,
-        "reverse_run": reverse_name, "reverse_epochs": arguments.epochs, "reverse_colour_source": False, "reverse_steps": final["steps"],
+        **results, "reverse_validation_accuracy": final["val/target_acc"],
+        "reverse_run": reverse_name, "reverse_epochs": arguments.epochs, "reverse_steps": final["steps"],
         # How often eta_r agrees with eta's labels on the target test images.
         "reverse_agreement_on_target_test": final["val/source_acc"],
         "reverse_training_minutes": final["training_seconds"] / 60,
-        "minutes": (time.perf_counter() - started) / 60,
-        "out": out_path,
+        "minutes": (time.perf_counter() - started) / 60, "out": out_path,
     }
 
 
@@ -165,7 +180,9 @@ def main(arguments, program="reverse_validation.py"):
         parsed = parse_arguments(arguments)
         config, config_path = read_run_config(parsed)
         reverse_name = parsed.run_name or f"{evaluation.run_name(parsed.model)}-reverse"
-        out_path = parsed.out or os.path.join("logs", reverse_name, "reverse_validation.json")
+        out_path = parsed.out or (
+            os.path.join("results", evaluation.run_name(parsed.model), "label_free_scores.json")
+            if parsed.scores_only else os.path.join("logs", reverse_name, "reverse_validation.json"))
         check_writable(out_path)
         # Before any op runs: threads and devices cannot change afterwards.
         policy, _ = precision.resolve(config.precision)

@@ -117,15 +117,15 @@ def tiny_run(tmp_path_factory):
     mnist, mnistm = tiny_training_arrays()
     np.savez(folder / "mnist.npz", **mnist)
     np.savez(folder / "mnist_m.npz", **mnistm)
-    config = tiny_config(folder, source_validation_fraction=0.25, run_name="tiny",
-                         mnist_path=str(folder / "mnist.npz"), mnistm_path=str(folder / "mnist_m.npz"))
+    config = tiny_config(folder, source_validation_fraction=0.25, run_name="tiny")
     system.configure(config.seed, config.deterministic)
     train.Trainer(config, mnist, mnistm).run()
     return folder
 
 
 def run_reverse_validation(folder, *arguments, model=None):
-    return reverse_validation.main(["--model", str(model or folder / "checkpoints" / "tiny"), *arguments])
+    return reverse_validation.main(["--model", str(model or folder / "checkpoints" / "tiny"), "--mnist",
+                                    str(folder / "mnist.npz"), "--mnistm", str(folder / "mnist_m.npz"), *arguments])
 
 
 def test_the_json_has_its_keys_and_the_reverse_run_is_an_ordinary_run(tiny_run, tmp_path, monkeypatch, capsys):
@@ -145,6 +145,16 @@ def test_the_json_has_its_keys_and_the_reverse_run_is_an_ordinary_run(tiny_run, 
     final = json.loads((tmp_path / "logs" / "tiny-reverse" / "final.json").read_text())
     assert results["reverse_validation_accuracy"] == final["val/target_acc"]
     assert (tmp_path / "checkpoints" / "tiny-reverse" / "classifier.keras").is_file()
+
+
+def test_scores_only_scores_the_classifier_without_a_reverse_run(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_reverse_validation(tiny_run, "--scores_only") == 0
+    results = json.loads((tmp_path / "results" / "tiny" / "label_free_scores.json").read_text())
+    assert {"source_validation_accuracy", "negative_entropy", "information_maximization",
+            "domain_accuracy"} <= set(results)
+    assert "reverse_validation_accuracy" not in results
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("problem, message", [
