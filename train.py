@@ -325,10 +325,14 @@ def mnist_data(config, mnist, mnistm):
     With source_validation_fraction, that part of the MNIST train digits is
     held out of training as the source validation part (reverse validation).
     """
-    train, validation = validation_split(len(mnist["y_train"]), config.source_validation_fraction,
-                                         config.held_out_seed)
-    mnist = {**mnist, "x_validation": mnist["x_train"][validation], "y_validation": mnist["y_train"][validation],
-             "x_train": mnist["x_train"][train], "y_train": mnist["y_train"][train]}
+    if config.source_validation_fraction:  # Else no copy: the digits are 47 MB.
+        train, validation = validation_split(len(mnist["y_train"]), config.source_validation_fraction,
+                                             config.held_out_seed)
+        if not len(validation):
+            raise DataError(f"source_validation_fraction {config.source_validation_fraction:g} of "
+                            f"{len(mnist['y_train'])} digits holds none out: raise it, or set it to 0.")
+        mnist = {**mnist, "x_validation": mnist["x_train"][validation], "y_validation": mnist["y_train"][validation],
+                 "x_train": mnist["x_train"][train], "y_train": mnist["y_train"][train]}
 
     def source(split):
         return pipeline.Domain(mnist[f"x_{split}"], mnist[f"y_{split}"], is_mnist=True,
@@ -343,7 +347,7 @@ def mnist_data(config, mnist, mnistm):
         mnist["x_train"], mnistm["x_train"], binarize_source=config.binarize_source,
         colour_source=config.colour_source)]
     return pipeline.DomainData(source("train"), target("train"), source("test"), target("test"), mean,
-                               source_validation=source("validation") if len(validation) else None)
+                               source_validation=source("validation") if "x_validation" in mnist else None)
 
 
 def load_data(config):
