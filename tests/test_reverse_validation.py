@@ -52,7 +52,8 @@ def test_a_run_with_a_validation_fraction_trains_without_those_digits():
     data = train.mnist_data(config, mnist, mnistm)
     assert len(data.source) == TRAIN_SIZE * 3 // 4 and len(data.source_validation) == TRAIN_SIZE // 4
     assert not image_ids(data.source) & image_ids(data.source_validation)
-    assert image_ids(data.source) | image_ids(data.source_validation) == {image.tobytes() for image in mnist["x_train"]}
+    every_digit = {image.tobytes() for image in mnist["x_train"]}
+    assert image_ids(data.source) | image_ids(data.source_validation) == every_digit
     # Each held-out digit keeps its own label.
     by_image = {image.tobytes(): label for image, label in zip(mnist["x_train"], mnist["y_train"])}
     assert all(by_image[image.tobytes()] == label for image, label in

@@ -108,7 +108,8 @@ def scan(config):
             raise DataError(f"--source_dir '{config.source_dir}': {len(parts['source'])} training image(s) "
                             f"are too few to hold {config.source_validation_fraction:g} of them out for "
                             "validation. Add images, or set --source_validation_fraction 0.")
-        parts["source"], parts["source_validation"] = parts["source"].subset(train), parts["source"].subset(validation)
+        source = parts["source"]
+        parts["source"], parts["source_validation"] = source.subset(train), source.subset(validation)
     return parts, class_names
 
 
