@@ -26,6 +26,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # must occur exactly once), what it breaks, and the test files that should catch it.
 Mistake = collections.namedtuple("Mistake", ["name", "path", "edits", "breaks", "tests"])
 STEP_TESTS = ["tests/test_step.py"]
+REVERSE_TESTS = ["tests/test_reverse_validation.py"]
 MISTAKES = [
     Mistake("swapped_domain_labels", "model/step.py",
             [("tf.zeros([half], tf.int32), tf.ones([half], tf.int32)",
@@ -144,6 +145,17 @@ MISTAKES = [
     Mistake("stale_points_kept", "train.py",
             [("        discard_after(self.log_dir, self.step)\n", "")],
             "a resumed run's TensorBoard holds each step after the checkpoint twice", ["tests/test_train.py"]),
+    Mistake("validation_overlaps_training", "utils/reverse_validation.py",
+            [("return np.sort(order[held_out:]), np.sort(order[:held_out])",
+              "return np.sort(order[held_out // 2:]), np.sort(order[:held_out])")],
+            "half the source validation digits are also trained on", REVERSE_TESTS),
+    Mistake("true_labels_for_self_labels", "utils/reverse_validation.py",
+            [("source=data.target.with_labels(target_labels)", "source=data.target")],
+            "the reverse run learns the target's true labels instead of the classifier's", REVERSE_TESTS),
+    Mistake("reverse_judged_on_training_digits", "utils/reverse_validation.py",
+            [("validation = data.source_validation if data.source_validation is not None else data.source_test",
+              "validation = data.source")],
+            "reverse validation scored on the source digits the runs trained on", REVERSE_TESTS),
 ]
 
 
