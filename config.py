@@ -34,7 +34,8 @@ PRESETS = {
                  "domain_loss_weight": 2.0},
     # Past the paper: DANN 0.957 +- 0.002 on MNIST-M over three seeds, about
     # 27 minutes of training alone on 2 CPU cores (README; chosen on the
-    # MNIST-M train labels, never the test labels, docs/recipe.md). Source
+    # MNIST-M train labels, never the test labels, docs/recipe.md, and the
+    # choice of the label-free judge, docs/reverse_validation.md). Source
     # digits in random colours, a learning rate that stays high (0.01 ->
     # 0.0039), lambda rising slowly to 0.85, 50 epochs, and the weights'
     # moving average for evaluation and export. The networks are the paper's.
