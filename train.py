@@ -326,13 +326,13 @@ def mnist_data(config, mnist, mnistm):
     held out of training as the source validation part (reverse validation).
     """
     if config.source_validation_fraction:  # Else no copy: the digits are 47 MB.
-        train, validation = validation_split(len(mnist["y_train"]), config.source_validation_fraction,
-                                             config.held_out_seed)
+        training, validation = validation_split(len(mnist["y_train"]), config.source_validation_fraction,
+                                                config.held_out_seed)
         if not len(validation):
             raise DataError(f"source_validation_fraction {config.source_validation_fraction:g} of "
                             f"{len(mnist['y_train'])} digits holds none out: raise it, or set it to 0.")
-        mnist = {**mnist, "x_validation": mnist["x_train"][validation], "y_validation": mnist["y_train"][validation],
-                 "x_train": mnist["x_train"][train], "y_train": mnist["y_train"][train]}
+        mnist = {**mnist, "x_train": mnist["x_train"][training], "y_train": mnist["y_train"][training],
+                 "x_validation": mnist["x_train"][validation], "y_validation": mnist["y_train"][validation]}
 
     def source(split):
         return pipeline.Domain(mnist[f"x_{split}"], mnist[f"y_{split}"], is_mnist=True,

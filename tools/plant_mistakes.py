@@ -153,8 +153,8 @@ MISTAKES = [
             [("source=data.target.with_labels(target_labels)", "source=data.target")],
             "the reverse run learns the target's true labels instead of the classifier's", REVERSE_TESTS),
     Mistake("reverse_judged_on_training_digits", "utils/reverse_validation.py",
-            [("validation = data.source_validation if data.source_validation is not None else data.source_test",
-              "validation = data.source")],
+            [("return data.source_validation if data.source_validation is not None else data.source_test",
+              "return data.source")],
             "reverse validation scored on the source digits the runs trained on", REVERSE_TESTS),
 ]
 

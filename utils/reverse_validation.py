@@ -71,6 +71,11 @@ def label_free_scores(target_probabilities):
     return {"negative_entropy": -mean_entropy, "information_maximization": marginal_entropy - mean_entropy}
 
 
+def source_validation(data):
+    """S_V: the source images held out of training, else the source test set (labelled, never trained on)."""
+    return data.source_validation if data.source_validation is not None else data.source_test
+
+
 def reverse_data(data, target_labels, target_test_labels):
     """The reverse run's pipeline.DomainData: the domains' roles swapped.
 
@@ -82,9 +87,8 @@ def reverse_data(data, target_labels, target_test_labels):
     (grey digits to RGB, binarised), and the pixel mean, taken over the same
     two training domains, stays `data`'s.
     """
-    validation = data.source_validation if data.source_validation is not None else data.source_test
     return pipeline.DomainData(
         source=data.target.with_labels(target_labels), target=data.source,
-        source_test=data.target_test.with_labels(target_test_labels), target_test=validation,
+        source_test=data.target_test.with_labels(target_test_labels), target_test=source_validation(data),
         pixel_mean=list(data.pixel_mean))
 
