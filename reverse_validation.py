@@ -42,6 +42,7 @@ import numpy as np
 
 import train
 from config import Config
+from evaluate import add_test_data_arguments
 from utils import evaluation, precision, system
 from utils import reverse_validation as reverse
 from utils.distribution import DistributionError
@@ -74,13 +75,9 @@ def parse_arguments(arguments):
     parser.add_argument("--config", default="", metavar="PATH",
                         help="The run's config.json (default: beside the model or in logs/<run>/).")
     # As evaluate.py: this machine's files, not the paths recorded where the run trained.
-    defaults = Config()
-    parser.add_argument("--mnist", default=defaults.mnist_path, metavar="PATH",
-                        help="Keras-layout mnist.npz; empty: download it with keras.datasets.mnist.")
-    parser.add_argument("--mnistm", default=defaults.mnistm_path, metavar="PATH",
-                        help="MNIST-M npz, built from MNIST and BSDS500 when missing (default: %(default)s).")
-    parser.add_argument("--bsds", default=defaults.bsds_path, metavar="PATH",
-                        help="BSR_bsds500.tgz, to build MNIST-M; empty: download it.")
+    add_test_data_arguments(parser)
+    parser.add_argument("--bsds", default=Config().bsds_path, metavar="PATH",
+                        help="BSR_bsds500.tgz, to build MNIST-M when --mnistm is missing; empty: download it.")
     parser.add_argument("--epochs", type=float, default=REVERSE_EPOCHS,
                         help="Length of the reverse run, in passes over its source (default: %(default)g).")
     parser.add_argument("--run_name", default="", help="The reverse run's name (default: <run>-reverse).")
@@ -124,20 +121,29 @@ def forward_data(config):
     return train.mnist_data(config, *train.load_data(config))
 
 
-def judge(arguments, config, config_path, reverse_name, out_path):
-    """Scores eta and, unless --scores_only, trains the reverse run; returns the results dict.
+def reverse_run_config(config, epochs, reverse_name):
+    """The run's settings for the reverse run: the same algorithm, with its own length and name.
+
+    It trains on this machine's devices (strategy auto: one device, or its
+    GPUs) rather than the run's machines. Random colours are an augmentation
+    of grey source digits: the reverse source, the target's images, is in
+    colour already, and recoloured MNIST-M kept a long-preset reverse run at
+    chance for 1,000 steps (docs/reverse_validation.md).
+    """
+    return dataclasses.replace(config, epochs=epochs, run_name=reverse_name, log_dir="logs",
+                               checkpoint_dir="checkpoints", strategy="auto", cpu_devices=1,
+                               colour_source=False)
+
+
+def judge(arguments, config, reverse_config, strategy, config_path, out_path):
+    """Scores eta and, unless --scores_only, trains the reverse run under `strategy`; returns the
+    results dict.
 
     Raises TrainingStopped, with the signal's name, when Ctrl-C or SIGTERM stops the reverse run.
     """
     started = time.perf_counter()
+    reverse_name = reverse_config.run_name
     run = evaluation.load_run(arguments.model, config_path)
-    # The same algorithm and settings, on one device or the run's GPUs rather than its machines.
-    # Random colours are an augmentation of grey source digits: the reverse source, the target's
-    # images, is in colour already, and recoloured MNIST-M kept a long-preset reverse run at
-    # chance for 1,000 steps (docs/reverse_validation.md).
-    reverse_config = dataclasses.replace(config, epochs=arguments.epochs, run_name=reverse_name,
-                                         log_dir="logs", checkpoint_dir="checkpoints",
-                                         strategy="auto", cpu_devices=1, colour_source=False)
     # Split as the run was (the same fraction and seed); the pixel mean is that of the reverse run's feed.
     data = forward_data(reverse_config)
     validation = reverse.source_validation(data)
@@ -161,7 +167,8 @@ def judge(arguments, config, config_path, reverse_name, out_path):
     print(f"Training the reverse run {reverse_name}.")
     test_labels = reverse.self_labels(reverse.probabilities(run.classifier, data.target_test))
     trainer = train.Trainer(
-        reverse_config, data=reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels))
+        reverse_config, data=reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels),
+        strategy=strategy)
     with train.stop_on_signals(trainer):
         try:
             final = trainer.run(resume=arguments.resume)
@@ -187,11 +194,12 @@ def main(arguments, program="reverse_validation.py"):
             os.path.join("results", evaluation.run_name(parsed.model), "label_free_scores.json")
             if parsed.scores_only else os.path.join("logs", reverse_name, "reverse_validation.json"))
         check_writable(out_path)
-        # Before any op runs: threads and devices cannot change afterwards.
         policy, _ = precision.resolve(config.precision)
         config = dataclasses.replace(config, precision=policy)
-        system.configure_for(dataclasses.replace(config, strategy="auto", cpu_devices=1))
-        results = judge(parsed, config, config_path, reverse_name, out_path)
+        reverse_config = reverse_run_config(config, parsed.epochs, reverse_name)
+        # Before any op runs: threads and devices cannot change afterwards.
+        strategy = system.configure_for(reverse_config)
+        results = judge(parsed, config, reverse_config, strategy, config_path, out_path)
     except (UsageError, ValueError, DataError, DistributionError, OSError, train.TrainingError) as error:
         # ModelError is a ValueError: a missing classifier or an unreadable config.
         print("error: " + " ".join(str(error).split()), file=sys.stderr)

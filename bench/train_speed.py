@@ -297,7 +297,8 @@ def main(arguments):
 
     flop_per_step = 2 * 3 * macs * config.batch_size
     achieved = project["steps_per_s"] * flop_per_step
-    peak, peak_assumption = machine.fp32_peak(machine.read_cpuinfo())
+    cpu = machine.read_cpuinfo()
+    peak, peak_assumption = machine.fp32_peak(cpu)
     report = {
         "steps_per_s": project["steps_per_s"],
         "images_per_s": project["images_per_s"],
@@ -312,7 +313,7 @@ def main(arguments):
         "torch_bf16_steps_per_s": torch_bfloat16 and torch_bfloat16["steps_per_s"],
         "bf16_speedup_vs_torch_bf16": (project_bfloat16 and torch_bfloat16
                                        and project_bfloat16["steps_per_s"] / torch_bfloat16["steps_per_s"]),
-        "native_bfloat16": precision.native_bfloat16(precision.cpu_flags(), tf.config.list_physical_devices("GPU")),
+        "native_bfloat16": precision.native_bfloat16(cpu["flags"], tf.config.list_physical_devices("GPU")),
         "peak_fraction": peak and achieved / peak,
         "achieved_gflop_per_s": achieved / 1e9,
         "peak_gflop_per_s": peak and peak / 1e9,
