@@ -237,7 +237,8 @@ def usage(description, aliases=None):
     lines = [description.rstrip(), "", "Settings (config.py's Config; any of them as --name value):"]
     defaults = Config()
     for field in dataclasses.fields(Config):
-        lines.append(f"  --{field.name} {field.type.__name__} (default: {getattr(defaults, field.name)!r})")
+        if field.type is not tuple:  # class_names is read from the source folder, not given.
+            lines.append(f"  --{field.name} {field.type.__name__} (default: {getattr(defaults, field.name)!r})")
     for short, name in (aliases or {}).items():
         lines.append(f"  --{short} is short for --{name}")
     return "\n".join(lines)
@@ -279,6 +280,8 @@ def parse_overrides(arguments, aliases=None):
         name = aliases.get(name, name)
         if name not in field_types:
             raise ValueError(f"Unknown config key: '{name}'. Known keys: {', '.join(field_types)}.")
+        if name in overrides:
+            raise ValueError(f"--{name} is given twice: give each setting once.")
         if not separator:
             if not remaining:
                 raise ValueError(f"--{name} needs a value.")

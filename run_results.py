@@ -15,12 +15,14 @@ the final step: no checkpoint is chosen with target labels.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import json
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -64,11 +66,31 @@ def train_command(mode, seed, train_arguments):
     return ["train.py", "--mode", mode, "--seed", str(seed), "--run_name", run_name(mode, seed), *train_arguments]
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def run_training(arguments):
-    """Runs train.py in a child process (its output goes to this terminal); returns the exit code."""
+    """Runs train.py in a child process (its output goes to this terminal); returns the exit code.
+
+    The child runs in a process group of its own, so a Ctrl-C at the terminal
+    reaches this script alone; this script passes each Ctrl-C or SIGTERM on
+    to the child once and waits, so that the child saves its checkpoint and
+    exits as train.py does when it is stopped (130 or 143).
+    """
     script_folder = os.path.dirname(os.path.abspath(__file__))
     arguments = [os.path.join(script_folder, arguments[0]), *arguments[1:]]
-    return subprocess.run([sys.executable, *arguments], check=False).returncode
+    child = subprocess.Popen([sys.executable, *arguments], process_group=0)
+
+    def pass_on(signal_number, frame):
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal_number)
+
+    previous = {stop_signal: signal.signal(stop_signal, pass_on) for stop_signal in STOP_SIGNALS}
+    try:
+        return child.wait()
+    finally:
+        for stop_signal, handler in previous.items():
+            signal.signal(stop_signal, handler)
 
 
 def machine_description():
@@ -194,6 +216,10 @@ def main(arguments=None):
             print(f"\n=== python {shlex.join(command)}", flush=True)
             started = time.perf_counter()
             exit_code = run_training(command)
+            if exit_code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+                print(f"Stopped: {run_name(mode, seed)} saved its checkpoint (its message is above). Run "
+                      "this command again to continue.", file=sys.stderr)
+                return exit_code
             if exit_code != 0:
                 print(f"error: {run_name(mode, seed)} failed (exit code {exit_code}); its message is "
                       f"above. Finished runs are kept in {config.log_dir}/: run this again to go on.",

@@ -20,6 +20,7 @@ import utils.tensorflow_startup
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -140,7 +141,6 @@ class Trainer(DANNStep):
         the restored step (all of them at step 0) are discarded, since this
         run writes those steps again.
         """
-        config_path = os.path.join(self.log_dir, "config.json")
         started_before = os.path.isdir(self.log_dir) and bool(os.listdir(self.log_dir))
         if self.manager.latest_checkpoint is None:
             if resume and not started_before:
@@ -151,17 +151,13 @@ class Trainer(DANNStep):
                 print(f"Run '{self.config.name}' stopped before its first checkpoint: "
                       "nothing was saved, so it starts again at step 0.")
         elif resume:
-            saved = {}
-            if os.path.exists(config_path):
-                with open(config_path, encoding="utf-8") as stream:
-                    saved = json.load(stream)
-            # Compared as JSON, where the class names are a list as in the saved file.
-            current = json.loads(self.config.to_json())
-            changed = sorted(key for key, value in current.items() if key in saved and saved[key] != value)
-            if changed:
-                raise TrainingError(f"--resume: these settings differ from the saved run: "
-                                    f"{', '.join(changed)}. Resume with the run's own settings.")
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.check_saved_settings()
+            try:
+                self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                raise TrainingError(f"--resume: the checkpoint in '{self.checkpoint_dir}' does not fit this "
+                                    f"run's networks and optimizer ({str(error).splitlines()[0]}). Resume "
+                                    "with the run's own settings.") from error
             self.open_data_stream()
         else:
             raise TrainingError(f"Run '{self.config.name}' already exists in '{self.log_dir}' and "
@@ -175,12 +171,44 @@ class Trainer(DANNStep):
         for folder in (self.log_dir, self.checkpoint_dir):
             write_text_atomic(os.path.join(folder, "config.json"), self.config.to_json())
 
+    def check_saved_settings(self):
+        """Refuses to resume with settings that differ from those the checkpoint was trained with.
+
+        The copy of config.json beside the checkpoints is the one that
+        travels with the weights; the copy beside the logs is checked too,
+        when it is there. A checkpoint with neither cannot be checked.
+        """
+        saved = [path for path in (os.path.join(self.checkpoint_dir, "config.json"),
+                                   os.path.join(self.log_dir, "config.json")) if os.path.isfile(path)]
+        if not saved:
+            raise TrainingError(f"--resume: the checkpoint in '{self.checkpoint_dir}' has no config.json "
+                                "beside it, so its settings cannot be checked. Start a new run instead.")
+        # Compared as JSON, where the class names are a list as in the saved file.
+        current = json.loads(self.config.to_json())
+        for path in saved:
+            try:
+                with open(path, encoding="utf-8") as stream:
+                    settings = json.load(stream)
+            except (OSError, ValueError) as error:
+                raise TrainingError(f"--resume: cannot read '{path}' ({error}).") from error
+            changed = sorted(key for key, value in current.items() if key in settings and settings[key] != value)
+            if changed:
+                raise TrainingError(f"--resume: these settings differ from the saved run: "
+                                    f"{', '.join(changed)} ('{path}'). Resume with the run's own settings.")
+
     def run(self, resume=False):
         """Trains to the end; returns the final evaluation with timing.
 
         Setting stop_requested to a reason (main sets the name of a signal it
-        received) stops the run between two compiled calls: see stop().
+        received) stops the run between two compiled calls, or after training
+        and before the export: see stop(). While it runs, this process holds
+        the run's checkpoint folder (hold_run_folder), so that a second process
+        cannot start the same run.
         """
+        with hold_run_folder(self.checkpoint_dir) if self.is_chief else contextlib.nullcontext():
+            return self.run_holding_folder(resume)
+
+    def run_holding_folder(self, resume):
         self.start(resume)
         start_step = self.step
         started = time.perf_counter()
@@ -200,8 +228,15 @@ class Trainer(DANNStep):
         final = {**results, "steps": self.step, "wall_seconds": seconds,
                  "training_seconds": seconds - evaluation_seconds,
                  "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
+        # A stop that came during the last evaluation or the export is honoured
+        # here: the last step's checkpoint is saved, and --resume writes the rest.
+        if self.stop_agreed():
+            raise self.stop("after training, before the export")
         if self.is_chief:
             self.export()
+        if self.stop_agreed():
+            raise self.stop("after the export, before final.json")
+        if self.is_chief:
             write_text_atomic(os.path.join(self.log_dir, "final.json"), json.dumps(final, indent=2) + "\n")
         return final
 
@@ -263,7 +298,7 @@ class Trainer(DANNStep):
             self.stop_requested = signal.Signals(int(highest)).name
         return self.stop_requested
 
-    def stop(self):
+    def stop(self, where="between two compiled calls"):
         """Saves a checkpoint at the step reached and returns the TrainingStopped to raise.
 
         Called between two compiled calls, after the last one's weights passed
@@ -277,8 +312,7 @@ class Trainer(DANNStep):
             self.save_checkpoint()
         saved = (f"its checkpoint at step {step} is in '{self.checkpoint_dir}'" if step > 0
                  else "nothing was trained, so nothing was saved")
-        return TrainingStopped(f"Stopped by {self.stop_requested} at step {step}, between two compiled "
-                               f"calls; {saved}.")
+        return TrainingStopped(f"Stopped by {self.stop_requested} at step {step}, {where}; {saved}.")
 
     def save_checkpoint(self):
         """Saves the training state at the current step: the chief in the run's folder, any other
@@ -313,6 +347,35 @@ class Trainer(DANNStep):
         with atomic_path(path) as temporary, self.evaluation_weights():
             self.networks.classifier(self.pixel_mean).save(temporary)
         return path
+
+
+@contextlib.contextmanager
+def hold_run_folder(folder):
+    """Inside it, this process alone holds `folder` (a run's checkpoint folder), which it creates.
+
+    An exclusive flock on the folder itself: the kernel lets it go when the
+    process ends, however it ends, so no stale lock is ever left. A folder
+    this call created is removed again if the run leaves it empty.
+    """
+    created = not os.path.exists(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise TrainingError(f"Cannot use '{folder}' as the run's checkpoint folder: {error.strerror}. "
+                            "Choose another --checkpoint_dir or --run_name.") from error
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise TrainingError(f"Another process is training this run now: it holds '{folder}'. Wait "
+                                "for it to end, or choose another --run_name.") from error
+        yield
+    finally:
+        os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # Only when empty.
 
 
 def next_multiple(step, every):
@@ -417,6 +480,11 @@ def main(arguments, program="train.py"):
         return 2
     # The run's config.json records the precision it trained in, not "auto".
     policy, reason = precision.resolve(config.precision)
+    try:
+        precision.check_fits_hardware(policy)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     config = dataclasses.replace(config, precision=policy)
     print(f"precision: {policy} ({reason})")
     try:

@@ -2,12 +2,19 @@
 
 import dataclasses
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
 import train
 from conftest import make_trainer
 from config import PRESETS, Config, parse_overrides, preset_config
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_defaults_follow_the_paper():
@@ -147,6 +154,27 @@ def test_help_lists_every_setting_and_exits_0(capsys):
     assert train.main(["--help"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("Train DANN")
+    listed = set(re.findall(r"^  --(\w+) ", printed, flags=re.MULTILINE))
+    # Every listed flag is accepted; class_names, read from the source folder, is neither.
     for field in dataclasses.fields(Config):
-        assert f"--{field.name} " in printed
+        assert (f"--{field.name} " in printed) == (field.name != "class_names")
+    assert listed == {field.name for field in dataclasses.fields(Config)} - {"class_names"} | {"mnist", "bsds"}
     assert "--mnist is short for --mnist_path" in printed
+
+
+def test_help_piped_into_a_reader_that_stops_early_ends_quietly():
+    # As `python train.py --help | head`, where head has gone before the text
+    # is written: `true` closes the pipe without reading from it.
+    completed = subprocess.run(f"{shlex.quote(sys.executable)} train.py --help | true", shell=True,
+                               cwd=REPOSITORY, capture_output=True, text=True, timeout=120)
+    assert completed.stderr == ""
+
+
+@pytest.mark.parametrize("arguments, name", [
+    (["--preset", "long", "--preset", "daipuwei"], "preset"),
+    (["--seed=1", "--seed", "2"], "seed"),
+    (["--mnist", "a.npz", "--mnist_path", "b.npz"], "mnist_path"),
+])
+def test_a_setting_given_twice_is_refused(arguments, name):
+    with pytest.raises(ValueError, match=f"--{name} is given twice"):
+        parse_overrides(arguments, aliases={"mnist": "mnist_path"})

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -12,8 +14,9 @@ import tensorflow as tf
 import train
 from config import Config, parse_overrides
 from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
-                      tiny_training_arrays, trained_weights as weights)
+                      tiny_training_arrays, trained_weights as weights, write_fake_mnist, write_fake_mnistm)
 from model import DANN, step
+from utils import precision
 from utils.sources import load_mnist
 from utils.summaries import read_scalars
 
@@ -219,3 +222,103 @@ def test_main_refuses_bad_arguments_before_any_work(capsys):
     assert "Unknown config key: 'epoch'" in capsys.readouterr().err
     assert train.main(["--batch_size", "7"]) == 2
     assert "batch_size must be even" in capsys.readouterr().err
+
+
+def test_resume_checks_the_settings_saved_beside_the_checkpoint_when_the_logs_are_elsewhere(tmp_path):
+    config = tiny_config(tmp_path)
+    make_trainer(config).run()
+    saved = (tmp_path / "checkpoints" / config.name / "config.json").read_text()
+    elsewhere = tiny_config(tmp_path, log_dir=str(tmp_path / "other"), batch_size=16, learning_rate=0.5)
+    with pytest.raises(train.TrainingError, match="differ from the saved run: batch_size, learning_rate, "
+                                                  "log_dir"):
+        make_trainer(elsewhere).run(resume=True)
+    # The record of what the first steps trained with is kept.
+    assert (tmp_path / "checkpoints" / config.name / "config.json").read_text() == saved
+    assert not (tmp_path / "other" / config.name / "config.json").exists()
+
+
+def test_resume_refuses_a_checkpoint_that_does_not_fit_or_has_no_settings(tmp_path):
+    config = tiny_config(tmp_path)
+    make_trainer(config).run()
+    # The same settings on record, but with the moving average's variables, which the checkpoint lacks.
+    averaged = dataclasses.replace(config, ema_momentum=0.5)
+    for folder in (tmp_path / "logs", tmp_path / "checkpoints"):
+        (folder / config.name / "config.json").write_text(averaged.to_json())
+    with pytest.raises(train.TrainingError, match="does not fit this run's networks and optimizer"):
+        make_trainer(averaged).start(resume=True)
+    for folder in (tmp_path / "logs", tmp_path / "checkpoints"):
+        (folder / config.name / "config.json").unlink()
+    with pytest.raises(train.TrainingError, match="has no config.json"):
+        make_trainer(config).start(resume=True)
+
+
+HOLD_FOLDER = """
+import fcntl, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_run_that_another_process_is_training_is_refused_before_any_work(tmp_path):
+    config = tiny_config(tmp_path)
+    folder = tmp_path / "checkpoints" / config.name
+    folder.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(train.TrainingError, match="Another process is training this run now"):
+            make_trainer(config).run()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "logs" / config.name).exists()
+    make_trainer(config).run()  # Free again once the other process has ended.
+
+
+def test_a_checkpoint_dir_that_is_a_file_fails_before_anything_is_written(tmp_path, capsys):
+    mnist, mnistm = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
+    write_fake_mnistm(mnistm, write_fake_mnist(mnist, train_count=32, test_count=8))
+    (tmp_path / "file").write_text("not a folder")
+    assert train.main(["--mnist", mnist, "--mnistm_path", mnistm, "--epochs", "1", "--batch_size", "32",
+                       "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "file")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: Cannot use ") and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("stop_during, where", [("evaluate", "after training, before the export"),
+                                                ("export", "after the export, before final.json")])
+def test_a_stop_during_the_last_evaluation_or_the_export_is_honoured(tmp_path, stop_during, where):
+    config = tiny_config(tmp_path)
+    trainer = make_trainer(config)
+    original = getattr(trainer, stop_during)
+
+    def then_a_signal_arrives():
+        result = original()
+        if stop_during == "export" or trainer.step == trainer.total_steps:
+            trainer.stop_requested = "SIGTERM"
+        return result
+
+    setattr(trainer, stop_during, then_a_signal_arrives)
+    with pytest.raises(train.TrainingStopped, match=f"Stopped by SIGTERM at step 12, {where}; its checkpoint"):
+        trainer.run()
+    assert trainer.checkpoint_step == 12
+    assert not (tmp_path / "logs" / config.name / "final.json").exists()
+    # --resume finishes what the stop left: the export and final.json, with no further step.
+    final = make_trainer(config).run(resume=True)
+    assert final["steps"] == 12
+    assert (tmp_path / "checkpoints" / config.name / "classifier.keras").is_file()
+    assert json.loads((tmp_path / "logs" / config.name / "final.json").read_text())["steps"] == 12
+
+
+def test_mixed_float16_is_refused_on_a_machine_without_a_gpu(capsys):
+    with pytest.raises(ValueError, match="mixed_float16 is for GPUs"):
+        precision.check_fits_hardware("mixed_float16", gpus=[])
+    precision.check_fits_hardware("mixed_float16", gpus=["a GPU"])
+    precision.check_fits_hardware("mixed_bfloat16", gpus=[])
+    if not tf.config.list_physical_devices("GPU"):
+        assert train.main(["--precision", "mixed_float16"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("error: precision mixed_float16 is for GPUs") and len(error.splitlines()) == 1

@@ -69,3 +69,16 @@ def resolve(precision, flags=None, gpus=None):
         return "mixed_bfloat16", f"auto: native bfloat16 ({native})"
     return "float32", (f"auto: native bfloat16 ({native}), but its accuracy on this recipe is not "
                        "yet measured; --precision mixed_bfloat16 uses it")
+
+
+def check_fits_hardware(policy, gpus=None):
+    """Raises ValueError for a policy that this machine would only emulate at a crawl.
+
+    Without a GPU, TensorFlow computes float16 in software: a default step
+    then takes seconds instead of milliseconds.
+    """
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    if policy == "mixed_float16" and not gpus:
+        raise ValueError("precision mixed_float16 is for GPUs: this machine has none, and on a CPU "
+                         "TensorFlow emulates float16 hundreds of times slower. Use --precision float32, "
+                         "or mixed_bfloat16.")
