@@ -11,17 +11,17 @@ import keras
 import tensorflow as tf
 
 
-def reverse_gradient(inputs, strength):
-    """Returns `inputs` unchanged; the gradient flowing back is multiplied by -strength.
+def reverse_gradient(inputs, lambda_):
+    """Returns `inputs` unchanged; the gradient flowing back is multiplied by -lambda_.
 
-    `strength` is the paper's lambda. It is read as a tensor, so a compiled
-    caller can change it every step without retracing.
+    lambda_ is read as a tensor, so a compiled caller can change it every
+    step without retracing.
     """
 
     @tf.custom_gradient
     def _reverse(features):
         def gradient(upstream):
-            return -tf.cast(strength, upstream.dtype) * upstream
+            return -tf.cast(lambda_, upstream.dtype) * upstream
 
         return tf.identity(features), gradient
 
@@ -31,30 +31,30 @@ def reverse_gradient(inputs, strength):
 class GradientReversalLayer(keras.layers.Layer):
     """Keras layer around `reverse_gradient`, holding lambda in a non-trainable variable.
 
-    The training step sets lambda each step with `set_strength(value)`, where
-    value = 2 / (1 + exp(-gamma * p)) - 1 (see utils.schedules.grl_lambda).
+    The training step sets lambda each step with `set_lambda(value)`, where
+    value = 2 / (1 + exp(-gamma * p)) - 1 (model/schedules.grl_lambda).
     Setting 0 blocks every gradient from the domain classifier to the
     features, which is how the source-only baseline keeps training the domain
     classifier as a probe without adapting the features.
     """
 
-    def __init__(self, initial_strength=0.0, **kwargs):
+    def __init__(self, initial_lambda=0.0, **kwargs):
         super().__init__(**kwargs)
         # Not autocast: under a mixed dtype policy lambda stays float32, and
         # reverse_gradient casts it to the gradient's dtype itself.
-        self.initial_strength = float(initial_strength)
-        self.strength = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(self.initial_strength),
-            trainable=False, autocast=False, name="strength")
+        self.initial_lambda = float(initial_lambda)
+        self.lambda_ = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(self.initial_lambda),
+            trainable=False, autocast=False, name="lambda")
 
-    def set_strength(self, value):
-        self.strength.assign(tf.cast(value, self.strength.dtype))
+    def set_lambda(self, value):
+        self.lambda_.assign(tf.cast(value, self.lambda_.dtype))
 
     def call(self, inputs):
-        return reverse_gradient(inputs, tf.convert_to_tensor(self.strength))
+        return reverse_gradient(inputs, tf.convert_to_tensor(self.lambda_))
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "initial_strength": self.initial_strength}
+        return {**super().get_config(), "initial_lambda": self.initial_lambda}

@@ -10,17 +10,17 @@ the losses apply the softmax. The input size and the number of classes come
 from the Config (image folders may have other sizes and classes than MNIST);
 config.smallest_image_size is the smallest side this arithmetic allows.
 
-`dtype` is a Keras dtype policy (config.precision, utils/precision.py). Under
+`dtype` is a Keras dtype policy (config.precision, utils/runtime/precision.py). Under
 a mixed policy the layers compute in bfloat16 or float16 and keep float32
 weights; the logits layers compute in float32 under every policy, so that the
 losses and the softmax see float32 (as the Keras mixed precision guide advises).
 """
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from model.grl import GradientReversalLayer
-from utils import precision
 
 NUM_DOMAINS = 2
 
@@ -55,14 +55,14 @@ def build_domain_classifier(feature_size, hidden_units=100, dtype="float32"):
     ], name="domain_classifier")
 
 
-class DANN:
-    """The three networks of one run, built from a Config, in its precision."""
+class Networks:
+    """The three networks of one run, built from a Config, in the Keras dtype policy `dtype`."""
 
-    def __init__(self, config):
+    def __init__(self, config, dtype="float32"):
         self.config = config
         self.image_shape = config.image_shape
         self.class_names = config.classes
-        self.dtype_policy, _ = precision.resolve(config.precision)
+        self.dtype_policy = dtype
         self.feature_extractor, self.label_classifier = self.build_classifier_parts(self.dtype_policy)
         self.domain_classifier = build_domain_classifier(
             self.feature_extractor.output_shape[-1], config.domain_hidden_units, self.dtype_policy)
@@ -76,6 +76,16 @@ class DANN:
         label_classifier = build_label_classifier(feature_extractor.output_shape[-1],
                                                   config.label_hidden_units, len(config.classes), dtype)
         return feature_extractor, label_classifier
+
+    def checkpoint(self, optimizer=None):
+        """The tf.train.Checkpoint of a run: the three networks, and the optimizer when given.
+
+        Training saves and restores this map, and evaluation restores it, so
+        the names in a checkpoint are written in this one place.
+        """
+        parts = dict(feature_extractor=self.feature_extractor, label_classifier=self.label_classifier,
+                     domain_classifier=self.domain_classifier)
+        return tf.train.Checkpoint(**parts, **({"optimizer": optimizer} if optimizer is not None else {}))
 
     @property
     def trainable_variables(self):

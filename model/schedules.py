@@ -1,15 +1,13 @@
 """The paper's schedules, as pure functions of training progress p in [0, 1].
 
 Ganin et al., JMLR 2016, section 5.2.2: p goes linearly from 0 to 1 over
-training; the learning rate anneals and the GRL strength lambda ramps up.
+training; the learning rate anneals and the GRL's lambda ramps up.
 Both accept Python floats or tensors, so the compiled training step computes
 them in the graph from the optimizer's step counter.
 """
 
 import keras
 import tensorflow as tf
-
-from utils import precision
 
 
 def learning_rate(progress, initial=0.01, alpha=10.0, beta=0.75):
@@ -57,22 +55,3 @@ class PaperLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"total_steps": self.total_steps, "initial": self.initial,
                 "alpha": self.alpha, "beta": self.beta}
-
-
-def paper_optimizer(config, total_steps):
-    """SGD with momentum on the learning-rate schedule of `config`, as train.py trains with it.
-
-    With config.ema_momentum > 0 it also keeps a moving average of the
-    weights (Keras' use_ema), which evaluation and export use. Under the
-    mixed_float16 precision it is wrapped in a LossScaleOptimizer. Built the same
-    way here for training and for restoring a checkpoint, so that the two
-    hold the same optimizer variables.
-    """
-    optimizer = keras.optimizers.SGD(
-        PaperLearningRate(total_steps, config.learning_rate, config.lr_alpha, config.lr_beta),
-        momentum=config.momentum, use_ema=config.ema_momentum > 0,
-        ema_momentum=config.ema_momentum or 0.99)
-    if precision.resolve(config.precision)[0] == "mixed_float16":
-        # Dynamic loss scaling, as the Keras mixed precision guide prescribes for float16.
-        return keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
