@@ -130,6 +130,9 @@ def bad_input(tmp_path, problem):
     if problem == "damaged image":
         (source / "dog" / "01.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
         return [], f"Cannot decode the image '{source / 'dog' / '01.png'}'"
+    if problem == "class folder links to the source folder":
+        (source / "c").symlink_to(".")
+        return [], f"--source_dir: '{source / 'c'}' is a link to '{os.path.realpath(source)}', which holds it"
     if problem == "target test classes not in source":
         write_class_folder(tmp_path / "test", per_class=1, classes=("cat", "fox"))
         return (["--target_test_dir", str(tmp_path / "test")],
@@ -147,7 +150,8 @@ def bad_input(tmp_path, problem):
 
 @pytest.mark.parametrize("problem", [
     "missing source", "empty target", "source without classes", "source mixes classes and loose images",
-    "damaged image", "target test classes not in source", "source test classes not in source",
+    "damaged image", "class folder links to the source folder", "target test classes not in source",
+    "source test classes not in source",
     "image size too small", "no target folder"])
 def test_bad_folders_give_one_error_line_exit_2_and_write_nothing(tmp_path, capsys, problem):
     extra, expected = bad_input(tmp_path, problem)

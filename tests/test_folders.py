@@ -166,3 +166,64 @@ def test_the_smallest_image_size_builds_a_one_pixel_feature_map(kernel_size, sid
     assert networks.feature_extractor.output_shape == (None, 1 * 1 * 48)
     with pytest.raises(ValueError):
         Config(kernel_size=kernel_size, image_size=side - 1)
+
+
+def link(path, target):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("scan, link_path, target", [
+    ("source", "c", "."),  # A class folder that is the source folder itself.
+    ("source", "cat/up", ".."),  # A folder inside a class, leading back to the source folder.
+    ("source", "cat/deeper/again", ".."),  # Back to the class folder that holds it.
+    ("target", "storage/up", "../.."),  # Above the target folder.
+])
+def test_a_link_into_a_folder_that_holds_it_is_refused_as_a_loop(tmp_path, scan, link_path, target):
+    folder = tmp_path / scan
+    write_class_folder(folder, per_class=1, classes=("cat", "dog") if scan == "source" else ("storage",))
+    link(folder / link_path, target)
+    with pytest.raises(DataError, match=f"'{folder / link_path}' is a link to .* reading it would loop"):
+        folders.scan_source(str(folder)) if scan == "source" else folders.scan_target(str(folder), CLASSES)
+
+
+@pytest.mark.parametrize("link_path, target, twice", [
+    ("fox", "cat", "cat/00.png"),  # One image file in two classes.
+    ("cat/more", "../dog", "dog/00.png"),  # A subfolder of one class that is another class.
+    ("cat/again.png", "00.png", "cat/00.png"),  # Twice in one class.
+])
+def test_a_link_that_makes_one_image_file_count_twice_is_refused(tmp_path, link_path, target, twice):
+    source = tmp_path / "source"
+    write_class_folder(source, per_class=1, classes=("cat", "dog"))
+    link(source / link_path, target)
+    with pytest.raises(DataError, match=f"the link '{source / link_path}' makes the image file "
+                                        f"'{source / twice}' count twice"):
+        folders.scan_source(str(source))
+
+
+def test_links_to_images_stored_elsewhere_are_followed(tmp_path):
+    source, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    write_class_folder(source, per_class=1, classes=("cat", "dog"))
+    write_class_folder(elsewhere, per_class=2, classes=("more cats", "emus", "pictures"))
+    link(source / "cat" / "more", elsewhere / "more cats")  # A subfolder.
+    link(source / "emu", elsewhere / "emus")  # A whole class.
+    link(source / "dog" / "linked.png", elsewhere / "pictures" / "00.png")  # One file.
+    images = folders.scan_source(str(source))
+    assert images.class_names == ("cat", "dog", "emu")
+    assert [path.split("source/")[1] for path in images.paths] == [
+        "cat/00.png", "cat/more/00.png", "cat/more/01.png", "dog/00.png", "dog/linked.png",
+        "emu/00.png", "emu/01.png"]
+    assert images.labels.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    link(tmp_path / "target" / "linked.png", elsewhere / "pictures" / "01.png")
+    assert len(folders.scan_target(str(tmp_path / "target"), images.class_names)) == 1
+    assert len(folders.images_under(str(source), "--predict")) == 7
+
+
+@pytest.mark.parametrize("link_path", ["cat/gone.png", "cat/gone", "gone"])
+def test_a_link_that_leads_nowhere_is_refused(tmp_path, link_path):
+    source = tmp_path / "source"
+    write_class_folder(source, per_class=1, classes=("cat", "dog"))
+    link(source / link_path, tmp_path / "nowhere")
+    with pytest.raises(DataError, match=f"'{source / link_path}' is a link to .*, which does not exist"):
+        folders.scan_source(str(source))
+

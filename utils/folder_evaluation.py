@@ -38,7 +38,7 @@ def predict_folder(run, folder):
     """(relative paths, predicted class names, probabilities (N, classes)) for every image below `folder`."""
     if not os.path.isdir(folder):
         raise DataError(f"--predict '{folder}' is not a folder. Check the path.")
-    paths = folders.images_under(folder)
+    paths = folders.images_under(folder, "--predict")
     if not paths:
         raise DataError(f"--predict '{folder}' holds no images ({', '.join(folders.IMAGE_EXTENSIONS)}).")
     probabilities = np.zeros((len(paths), len(run.class_names)), np.float32)
