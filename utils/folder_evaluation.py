@@ -30,7 +30,7 @@ def labelled_folder_confusion(run, folder):
     for indices, batch in decoded_batches(images.paths, run.image_shape):
         decoded[indices] = True
         confusion += evaluation.confusion_matrix(run.classifier, batch, images.labels[indices])
-    check_all_decoded(images.paths, decoded, run.image_shape)
+    check_all_decoded(images.paths, decoded)
     return confusion
 
 
@@ -47,7 +47,7 @@ def predict_folder(run, folder):
         decoded[indices] = True
         logits = evaluation.predict_logits(run.classifier, batch.astype(np.float32))
         probabilities[indices] = tf.nn.softmax(logits).numpy()
-    check_all_decoded(paths, decoded, run.image_shape)
+    check_all_decoded(paths, decoded)
     names = [run.class_names[index] for index in probabilities.argmax(axis=1)]
     relative = [os.path.relpath(path, folder) for path in paths]
     return relative, names, probabilities

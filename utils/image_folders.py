@@ -52,19 +52,18 @@ def decoded_batches(paths, image_shape):
         yield indices.numpy(), images.numpy()
 
 
-def check_all_decoded(paths, decoded, image_shape):
-    """Raises DataError naming the first file that did not decode, with TensorFlow's reason."""
+def check_all_decoded(paths, decoded):
+    """Raises DataError naming the first file that did not decode.
+
+    The file is not decoded again to learn TensorFlow's reason: that would
+    log a warning line of TensorFlow's own, and its message is internal text.
+    """
     if decoded.all():
         return
     failed = [paths[index] for index in np.flatnonzero(~decoded)]
-    try:
-        decode_file(tf.constant(failed[0]), image_shape)
-        reason = "it failed while decoding with the others"
-    except (tf.errors.OpError, ValueError) as error:
-        reason = str(getattr(error, "message", error)).splitlines()[0]
     others = f" (and {len(failed) - 1} more file(s))" if len(failed) > 1 else ""
-    raise DataError(f"Cannot decode the image '{failed[0]}'{others}: {reason}. Replace or remove it; "
-                    "no image is skipped silently.")
+    raise DataError(f"Cannot decode the image '{failed[0]}'{others}: it is not a readable PNG/JPEG/BMP/GIF. "
+                    "Replace or remove it; no image is skipped silently.")
 
 
 def pixel_sums(images, binarize):
@@ -83,7 +82,7 @@ def read_all(images, image_shape, keep, binarize=False):
         sums += pixel_sums(batch, binarize)
         if keep:
             array[indices] = batch
-    check_all_decoded(images.paths, decoded, image_shape)
+    check_all_decoded(images.paths, decoded)
     return array, sums
 
 
