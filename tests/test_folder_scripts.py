@@ -204,6 +204,15 @@ def test_an_undecodable_image_gives_one_error_line_that_names_it_and_nothing_els
     assert nothing_written(tmp_path)
 
 
+def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path):
+    completed = run_script(*one_epoch_of_train_py(tmp_path, image_size=100_000))
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].endswith("lower --image_size."), lines
+    assert "MB of memory, and" in lines[0] and "Checking every image" not in completed.stdout
+    assert nothing_written(tmp_path)
+
+
 def test_export_folders_writes_mnist_and_mnistm_as_class_subfolders(tmp_path, capsys):
     mnist = write_fake_mnist(str(tmp_path / "mnist.npz"))
     write_fake_mnistm(str(tmp_path / "mnist_m.npz"), mnist)

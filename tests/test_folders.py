@@ -1,5 +1,9 @@
 """Image folders: layouts, decoding, the held-out split, streaming, and bad input refused by train.py."""
 
+import dataclasses
+import os
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -227,3 +231,38 @@ def test_a_link_that_leads_nowhere_is_refused(tmp_path, link_path):
     with pytest.raises(DataError, match=f"'{source / link_path}' is a link to .*, which does not exist"):
         folders.scan_source(str(source))
 
+
+def refuse_decoding(*arguments):
+    raise AssertionError("decoding started")
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    write_class_folder(tmp_path / "source")
+    write_class_folder(tmp_path / "target", classes=("",))
+    monkeypatch.setattr(image_folders, "decoded_batches", refuse_decoding)
+    # Memory for the networks and one batch, not for the pixels as well.
+    small = folder_config(tmp_path, precision="float32", in_memory_mb=10**6, batch_size=64)
+    batch = image_folders.training_batch_bytes(small)
+    assert batch > image_folders.trained_dense_bytes(small)[1]
+    monkeypatch.setattr(image_folders, "available_memory", lambda: batch + 1000)
+    for overrides, remedy in ((dict(image_size=1000), "lower --image_size."),
+                              (dict(batch_size=128), "lower --batch_size or --image_size."),
+                              ({}, "lower --in_memory_mb, to decode them from disk batch by batch")):
+        with pytest.raises(DataError, match=f"would need .* MB of memory, and .* MB are available: {remedy}"):
+            image_folders.load_folder_data(dataclasses.replace(small, **overrides), log=lambda line: None)
+
+
+def test_evaluation_refuses_images_that_cannot_fit_in_memory_before_decoding(tmp_path, monkeypatch):
+    from utils import folder_evaluation
+
+    write_class_folder(tmp_path / "labelled", per_class=1)
+    run = types.SimpleNamespace(image_shape=(32, 32, 3), class_names=CLASSES, classifier=None)
+    monkeypatch.setattr(folder_evaluation, "decoded_batches", refuse_decoding)
+    monkeypatch.setattr(image_folders, "available_memory", lambda: 32 * 32 * 3)
+    for evaluate in (folder_evaluation.labelled_folder_confusion, folder_evaluation.predict_folder):
+        with pytest.raises(DataError, match="the export takes images of this size; free memory"):
+            evaluate(run, str(tmp_path / "labelled"))
+
+
+def test_the_available_memory_is_known_here():
+    assert 0 < image_folders.available_memory() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

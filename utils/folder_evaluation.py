@@ -3,7 +3,8 @@
 Images are decoded and resized as in training (utils/image_folders.py), to
 the export's own input size, and fed as raw pixels: the export normalises
 them itself. Both read the folder batch by batch, so a folder of any size
-fits in memory, and both refuse the whole folder when one image cannot be
+fits in memory (a size too large for even one batch of images is refused
+before decoding), and both refuse the whole folder when one image cannot be
 decoded, naming it.
 """
 
@@ -14,8 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from utils import evaluation, folders
-from utils.image_folders import check_all_decoded, decoded_batches
+from utils.image_folders import check_all_decoded, check_decoding_fits, decoded_batches
 from utils.sources import DataError
+
+# The export fixes the image size, so only the machine can change.
+MEMORY_REMEDY = "the export takes images of this size; free memory, or evaluate on a machine with more."
 
 
 def labelled_folder_confusion(run, folder):
@@ -24,6 +28,7 @@ def labelled_folder_confusion(run, folder):
     if not images.labelled:
         raise DataError(f"--target_dir '{folder}' has no class subfolders, so no labels to measure "
                         "accuracy with. Use --predict for a folder of unlabelled images.")
+    check_decoding_fits(run.image_shape, MEMORY_REMEDY)
     classes = len(run.class_names)
     confusion = np.zeros((classes, classes), np.int64)
     decoded = np.zeros(len(images), bool)
@@ -41,6 +46,7 @@ def predict_folder(run, folder):
     paths = folders.images_under(folder, "--predict")
     if not paths:
         raise DataError(f"--predict '{folder}' holds no images ({', '.join(folders.IMAGE_EXTENSIONS)}).")
+    check_decoding_fits(run.image_shape, MEMORY_REMEDY)
     probabilities = np.zeros((len(paths), len(run.class_names)), np.float32)
     decoded = np.zeros(len(paths), bool)
     for indices, batch in decoded_batches(paths, run.image_shape):
