@@ -153,11 +153,14 @@ class DANNStep:
     @tf.function
     def evaluate_batch(self, images, labels, domain):
         """Number correct, summed loss and number the domain classifier gets right, on one batch."""
-        # Slices side by side, as in training; the last batch may be any size.
-        count = tf.shape(images)[0]
-        sizes = [(count + shard) // self.shards for shard in range(self.shards)]
+        # Slices side by side, as in training. The last batch may be any size:
+        # one smaller than the slice count is not cut, since an empty slice
+        # fails in oneDNN's convolution. Traced per batch shape, so the count is known.
+        count = images.shape[0]
+        parts = ([images] if count is None or count < self.shards else
+                 tf.split(images, [(count + shard) // self.shards for shard in range(self.shards)]))
         label_logits, domain_logits = [], []
-        for part in tf.split(images, sizes):
+        for part in parts:
             features = self.networks.feature_extractor(part, training=False)
             label_logits.append(self.networks.label_classifier(features, training=False))
             domain_logits.append(self.networks.domain_classifier(features, training=False))
