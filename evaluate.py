@@ -38,7 +38,7 @@ import os
 import sys
 
 from config import Config
-from utils import evaluation, folder_evaluation, plots
+from utils import evaluation, folder_evaluation, plots, scripts
 from utils.evaluation import ModelError
 from utils.files import atomic_path, check_writable
 from utils.official_mnistm import load_official_mnistm_test
@@ -238,4 +238,4 @@ def main(arguments=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

@@ -43,7 +43,7 @@ import numpy as np
 import train
 from config import Config
 from evaluate import add_test_data_arguments
-from utils import evaluation, precision, system
+from utils import evaluation, precision, scripts, system
 from utils import reverse_validation as reverse
 from utils.distribution import DistributionError
 from utils.evaluation import ModelError
@@ -214,4 +214,4 @@ def main(arguments, program="reverse_validation.py"):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], program=sys.argv[0]))
+    sys.exit(scripts.run_main(main, sys.argv[1:], program=sys.argv[0]))

@@ -62,7 +62,7 @@ import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
 from model import DANN  # noqa: E402
-from utils import precision, system  # noqa: E402
+from utils import precision, scripts, system  # noqa: E402
 
 
 def layer_macs_per_image(network):
@@ -337,4 +337,4 @@ def main(arguments):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(scripts.run_main(main, sys.argv[1:]))
