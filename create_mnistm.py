@@ -21,6 +21,7 @@ import sys
 from tqdm import tqdm
 
 import config
+from utils import scripts
 from utils.folders import write_image_folders
 from utils.mnistm import build_mnistm, load_mnistm
 from utils.sources import DataError, load_mnist
@@ -86,4 +87,4 @@ def main(arguments=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

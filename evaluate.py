@@ -17,7 +17,14 @@ beside it. The domain accuracy is that of the run's domain classifier on
 source (MNIST) against target (MNIST-M) test images: near 0.5 the features
 no longer tell the domains apart. It needs the run's checkpoint folder; the
 .keras export holds only the label classifier. Bad input prints one
-`error:` line, exits 2 and writes nothing.
+`error:` line, exits 2 and writes nothing; so do Ctrl-C and SIGTERM, with
+one `Stopped by ...` line and exit 130 or 143.
+
+A checkpoint folder that holds no classifier.keras yet (a run still
+training, or stopped before it finished) is measured at its latest
+checkpoint, with the weights' moving average when the run keeps one, as
+the export would be; the table and the JSON's "checkpoint_step" say which
+step (null for an export).
 
 --target_dir measures a run on a folder laid out in subfolders named after
 its classes (docs/folders.md); --predict writes one CSV row per image below
@@ -38,7 +45,7 @@ import os
 import sys
 
 from config import Config
-from utils import evaluation, folder_evaluation, plots
+from utils import evaluation, folder_evaluation, plots, scripts
 from utils.evaluation import ModelError
 from utils.files import atomic_path, check_writable
 from utils.official_mnistm import load_official_mnistm_test
@@ -69,8 +76,8 @@ def add_test_data_arguments(parser):
 def parse_arguments(arguments):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="", metavar="PATH",
-                        help=f"A .keras export or a checkpoint folder holding classifier.keras "
-                             f"(default: {PRETRAINED_MODEL}).")
+                        help=f"A .keras export, or a run's checkpoint folder: its classifier.keras, or "
+                             f"its latest checkpoint before the run wrote one (default: {PRETRAINED_MODEL}).")
     parser.add_argument("--config", default="", metavar="PATH",
                         help="The run's config.json (default: found beside the model or in logs/<run>/).")
     add_test_data_arguments(parser)
@@ -107,7 +114,7 @@ def evaluate(run, test_sets):
     """The results dict written as JSON, and the confusion matrices by test set."""
     confusions = {name: evaluation.confusion_matrix(run.classifier, images, labels)
                   for name, (images, labels) in test_sets.items()}
-    results = {"model": run.name,
+    results = {"model": run.name, "checkpoint_step": run.checkpoint_step,
                "config": os.path.relpath(run.config_path) if run.config_path else "Config() defaults",
                "binarize_source": run.config.binarize_source}
     results.update({ACCURACY_KEYS[name]: evaluation.accuracy(confusion)
@@ -128,8 +135,11 @@ def evaluate(run, test_sets):
 
 def format_table(results):
     """A short plain-text table of the results."""
-    lines = [f"model {results['model']} (config: {results['config']})", "",
-             f"{'data set':<40} {'images':>7} {'accuracy':>9}"]
+    lines = [f"model {results['model']} (config: {results['config']})"]
+    if results["checkpoint_step"] is not None:
+        lines.append(f"its latest checkpoint, step {results['checkpoint_step']}: the folder holds no "
+                     f"{evaluation.EXPORT_NAME} yet")
+    lines += ["", f"{'data set':<40} {'images':>7} {'accuracy':>9}"]
     for name, title in TEST_SET_TITLES.items():
         if name in results["test_images"]:
             lines.append(f"{title:<40} {results['test_images'][name]:>7} {results[ACCURACY_KEYS[name]]:>9.4f}")
@@ -169,7 +179,7 @@ def evaluate_folder(run, folder):
 
 
 def main_folders(arguments, model_path):
-    """--target_dir or --predict: writes the JSON and confusion PNG, or the CSV; prints a summary."""
+    """--target_dir or --predict: writes the JSON and confusion PNG, or the CSV; returns the summary to print."""
     name = evaluation.run_name(model_path)
     if arguments.predict:
         out_path = arguments.out or os.path.join("results", name, "predictions.csv")
@@ -179,10 +189,9 @@ def main_folders(arguments, model_path):
         with atomic_path(out_path) as temporary:
             folder_evaluation.write_predictions(temporary, *predictions, run.class_names)
         counts = {class_name: predictions[1].count(class_name) for class_name in run.class_names}
-        print(f"{len(predictions[0])} images predicted: "
-              + ", ".join(f"{class_name} {count}" for class_name, count in counts.items() if count))
-        print(f"Wrote {out_path}")
-        return
+        return (f"{len(predictions[0])} images predicted: "
+                + ", ".join(f"{class_name} {count}" for class_name, count in counts.items() if count)
+                + f"\nWrote {out_path}")
     out_path = arguments.out or os.path.join("results", name, "evaluation.json")
     png_path = confusion_path(out_path, "target_dir")
     check_writable(out_path)
@@ -194,11 +203,29 @@ def main_folders(arguments, model_path):
                                     list(run.class_names))
         with open(json_temporary, "w", encoding="utf-8") as stream:
             stream.write(json.dumps(results, indent=2) + "\n")
-    print(f"model {run.name}: accuracy {results['accuracy']:.4f} on {results['images']} images of "
-          f"{arguments.target_dir}")
-    for class_name, value in results["per_class_accuracy"].items():
-        print(f"  {class_name:<20} {'-' if value is None else f'{value:.4f}'}")
-    print(f"Wrote {out_path} and {png_path}")
+    lines = [f"model {run.name}: accuracy {results['accuracy']:.4f} on {results['images']} images of "
+             f"{arguments.target_dir}"]
+    lines += [f"  {class_name:<20} {'-' if value is None else f'{value:.4f}'}"
+              for class_name, value in results["per_class_accuracy"].items()]
+    return "\n".join(lines + [f"Wrote {out_path} and {png_path}"])
+
+
+def main_test_sets(arguments, model_path):
+    """MNIST test, MNIST-M test and the sets asked for: writes the JSON and PNGs; returns the summary to print."""
+    out_path = arguments.out or os.path.join("results", evaluation.run_name(model_path), "evaluation.json")
+    test_set_names = (["mnist", "mnistm"] + (["mnistm_official"] if arguments.mnistm_official else [])
+                      + (["mnistm_train"] if arguments.mnistm_train else []))
+    # Checked first, so that a bad output path fails before minutes of loading and predicting.
+    for path in [out_path] + [confusion_path(out_path, name) for name in test_set_names]:
+        check_writable(path)
+    run = evaluation.load_run(model_path, arguments.config, training_pixel_mean=lambda config: (
+        evaluation.mnist_training_pixel_mean(config, arguments.mnist, arguments.mnistm)))
+    if run.config.uses_folders:
+        raise ModelError(f"'{model_path}' was trained on image folders, not MNIST: measure it with "
+                         "--target_dir DIR, or predict with --predict DIR.")
+    results, confusions = evaluate(run, load_test_sets(arguments, run))
+    write_outputs(out_path, results, confusions)
+    return format_table(results) + f"\n\nWrote {out_path} and {len(confusions)} confusion matrices beside it."
 
 
 def main(arguments=None):
@@ -209,33 +236,20 @@ def main(arguments=None):
               "Restore them from the repository, or pass --model checkpoints/<run> of a run "
               "trained with train.py.", file=sys.stderr)
         return 2
-    if arguments.target_dir or arguments.predict:
-        try:
-            main_folders(arguments, model_path)
-        except (DataError, ModelError, OSError) as error:
-            print("error: " + " ".join(str(error).split()), file=sys.stderr)
-            return 2
-        return 0
-    out_path = arguments.out or os.path.join("results", evaluation.run_name(model_path), "evaluation.json")
-    test_set_names = (["mnist", "mnistm"] + (["mnistm_official"] if arguments.mnistm_official else [])
-                      + (["mnistm_train"] if arguments.mnistm_train else []))
     try:
-        # Checked first, so that a bad output path fails before minutes of loading and predicting.
-        for path in [out_path] + [confusion_path(out_path, name) for name in test_set_names]:
-            check_writable(path)
-        run = evaluation.load_run(model_path, arguments.config)
-        if run.config.uses_folders:
-            raise ModelError(f"'{model_path}' was trained on image folders, not MNIST: measure it with "
-                             "--target_dir DIR, or predict with --predict DIR.")
-        results, confusions = evaluate(run, load_test_sets(arguments, run))
-        write_outputs(out_path, results, confusions)
+        # A signal in here ends the work before its outputs, written all or none, exist.
+        with scripts.stop_signals_raised():
+            summary = (main_folders(arguments, model_path) if arguments.target_dir or arguments.predict
+                       else main_test_sets(arguments, model_path))
     except (DataError, ModelError, OSError) as error:
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
-    print(format_table(results))
-    print(f"\nWrote {out_path} and {len(confusions)} confusion matrices beside it.")
+    except scripts.Stopped as stopped:
+        print(f"{stopped}; nothing was written.", file=sys.stderr)
+        return stopped.exit_code
+    print(summary)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

@@ -18,7 +18,7 @@ import sys
 
 import tensorflow as tf
 
-from utils import plots
+from utils import plots, scripts
 from utils.files import atomic_path, check_writable
 from utils.summaries import read_scalars
 
@@ -60,4 +60,4 @@ def main(arguments=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 import evaluate
-from utils import evaluation, plots
+from utils import evaluation, plots, scripts
 from utils.evaluation import ModelError
 from utils.files import atomic_path, check_writable
 from utils.sources import DataError
@@ -77,4 +77,4 @@ def main(arguments=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

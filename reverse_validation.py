@@ -23,7 +23,10 @@ logs/<run>-reverse/reverse_validation.json, also printed) adds cheaper
 label-free scores of eta: its source validation accuracy, the negative
 entropy and the information maximisation score of its target predictions,
 and its domain classifier's accuracy when the folder holds a checkpoint.
-Bad input prints one `error:` line, exits 2 and writes nothing.
+Bad input prints one `error:` line, exits 2 and writes nothing. Ctrl-C or
+SIGTERM before the reverse run starts prints one `Stopped by ...` line,
+exits 130 or 143 and writes nothing; during the reverse run, it stops that
+run with a checkpoint, as train.py does.
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
@@ -43,7 +46,7 @@ import numpy as np
 import train
 from config import Config
 from evaluate import add_test_data_arguments
-from utils import evaluation, precision, system
+from utils import evaluation, precision, scripts, system
 from utils import reverse_validation as reverse
 from utils.distribution import DistributionError
 from utils.evaluation import ModelError
@@ -187,19 +190,22 @@ def judge(arguments, config, reverse_config, strategy, config_path, out_path):
 
 def main(arguments, program="reverse_validation.py"):
     try:
-        parsed = parse_arguments(arguments)
-        config, config_path = read_run_config(parsed)
-        reverse_name = parsed.run_name or f"{evaluation.run_name(parsed.model)}-reverse"
-        out_path = parsed.out or (
-            os.path.join("results", evaluation.run_name(parsed.model), "label_free_scores.json")
-            if parsed.scores_only else os.path.join("logs", reverse_name, "reverse_validation.json"))
-        check_writable(out_path)
-        policy, _ = precision.resolve(config.precision)
-        config = dataclasses.replace(config, precision=policy)
-        reverse_config = reverse_run_config(config, parsed.epochs, reverse_name)
-        # Before any op runs: threads and devices cannot change afterwards.
-        strategy = system.configure_for(reverse_config)
-        results = judge(parsed, config, reverse_config, strategy, config_path, out_path)
+        # Until the reverse run starts (train.stop_on_signals takes over then), a
+        # signal stops the script before it has written anything.
+        with scripts.stop_signals_raised():
+            parsed = parse_arguments(arguments)
+            config, config_path = read_run_config(parsed)
+            reverse_name = parsed.run_name or f"{evaluation.run_name(parsed.model)}-reverse"
+            out_path = parsed.out or (
+                os.path.join("results", evaluation.run_name(parsed.model), "label_free_scores.json")
+                if parsed.scores_only else os.path.join("logs", reverse_name, "reverse_validation.json"))
+            check_writable(out_path)
+            policy, _ = precision.resolve(config.precision)
+            config = dataclasses.replace(config, precision=policy)
+            reverse_config = reverse_run_config(config, parsed.epochs, reverse_name)
+            # Before any op runs: threads and devices cannot change afterwards.
+            strategy = system.configure_for(reverse_config)
+            results = judge(parsed, config, reverse_config, strategy, config_path, out_path)
     except (UsageError, ValueError, DataError, DistributionError, OSError, train.TrainingError) as error:
         # ModelError is a ValueError: a missing classifier or an unreadable config.
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
@@ -208,10 +214,13 @@ def main(arguments, program="reverse_validation.py"):
         print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
               file=sys.stderr)
         return 128 + signal.Signals[stopped.signal_name]  # As train.py: 130 for Ctrl-C, 143 for SIGTERM.
+    except scripts.Stopped as stopped:
+        print(f"{stopped}; nothing was written.", file=sys.stderr)
+        return stopped.exit_code
     write_text_atomic(out_path, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], program=sys.argv[0]))
+    sys.exit(scripts.run_main(main, sys.argv[1:], program=sys.argv[0]))

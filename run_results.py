@@ -29,6 +29,7 @@ import sys
 import time
 
 from config import MODES, parse_overrides, preset_config
+from utils import scripts
 from utils.files import write_text_atomic
 
 TRAIN_ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}  # The short names train.py accepts.
@@ -236,4 +237,4 @@ def main(arguments=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

@@ -40,6 +40,7 @@ from utils.files import atomic_path, write_text_atomic
 from utils.image_folders import load_folder_data
 from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
 from utils.reverse_validation import validation_split
+from utils.scripts import run_main
 from utils.sources import DataError, load_mnist
 from utils.summaries import ScalarWriter, discard_after
 
@@ -514,4 +515,4 @@ def main(arguments, program="train.py"):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], program=sys.argv[0]))
+    sys.exit(run_main(main, sys.argv[1:], program=sys.argv[0]))

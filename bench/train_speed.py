@@ -31,7 +31,9 @@ Work per step is counted from the layer shapes: forward multiply-adds per
 image (conv: out_h * out_w * out_c * k * k * in_c; dense: in * out) over the
 three networks, x 3 for forward + backward, x 2 flops per multiply-add,
 x the batch. peak_fraction = achieved flop/s / the peak of bench/machine.py.
-The last line of output is one JSON object.
+The last line of output is one JSON object. Without MNIST-M at --mnistm it
+is built first, from --mnist and --bsds; when that fails, one `error:` line
+says what to pass and the exit code is 2.
 """
 
 import argparse
@@ -62,7 +64,8 @@ import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
 from model import DANN  # noqa: E402
-from utils import precision, system  # noqa: E402
+from utils import precision, scripts, system  # noqa: E402
+from utils.sources import DataError  # noqa: E402
 
 
 def layer_macs_per_image(network):
@@ -169,11 +172,24 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
 
 
 def bench_config(arguments, scratch, precision="float32"):
-    return Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
+    return Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm, bsds_path=arguments.bsds,
                   batch_size=arguments.batch_size, steps_per_call=arguments.steps_per_call,
                   batch_shards=arguments.batch_shards, strategy=arguments.strategy,
                   cpu_devices=arguments.cpu_devices, log_dir=os.path.join(scratch, "logs"),
                   checkpoint_dir=os.path.join(scratch, "checkpoints"), precision=precision)
+
+
+def load_data(config):
+    """train.load_data, which builds MNIST-M when it is missing; a DataError then says what to pass."""
+    mnistm_missing = not os.path.exists(config.mnistm_path)
+    try:
+        return train.load_data(config)
+    except DataError as error:
+        if not mnistm_missing:
+            raise
+        raise DataError(f"MNIST-M is not at '{config.mnistm_path}' and building it failed: {error} Pass "
+                        "--mnistm PATH with an MNIST-M npz (python create_mnistm.py builds one), or --bsds "
+                        "PATH with BSR_bsds500.tgz to build it.") from error
 
 
 def print_baseline(arguments):
@@ -181,7 +197,7 @@ def print_baseline(arguments):
     with tempfile.TemporaryDirectory(prefix="dann-bench-baseline-") as scratch:
         config = bench_config(arguments, scratch)
         system.configure(config.seed, config.deterministic)
-        mnist, mnistm = train.load_data(config)
+        mnist, mnistm = load_data(config)
         print(json.dumps(measure_seed_style_baseline(config, mnist, mnistm, arguments.seconds,
                                                      os.path.join(scratch, "baseline"))))
     return 0
@@ -216,6 +232,8 @@ def parse_arguments(arguments):
     parser.add_argument("--mnist", default=defaults.mnist_path,
                         help="Keras-layout mnist.npz; empty downloads it (as config mnist_path).")
     parser.add_argument("--mnistm", default=defaults.mnistm_path, help="MNIST-M npz built by create_mnistm.py.")
+    parser.add_argument("--bsds", default=defaults.bsds_path,
+                        help="BSR_bsds500.tgz, to build MNIST-M when --mnistm is missing; empty downloads it.")
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="Timed seconds per measurement, after warm-up (default 15).")
     parser.add_argument("--batch_size", type=int, default=defaults.batch_size,
@@ -253,8 +271,15 @@ def parse_arguments(arguments):
 
 def main(arguments):
     arguments = parse_arguments(arguments)
-    if arguments.measure == "baseline":
-        return print_baseline(arguments)
+    try:
+        return measure_all(arguments) if arguments.measure == "all" else print_baseline(arguments)
+    except DataError as error:
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        return 2
+
+
+def measure_all(arguments):
+    """Every measurement of the module docstring; prints the report as the last line."""
     load_at_start = [round(value, 2) for value in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="dann-bench-") as scratch:
         config = bench_config(arguments, scratch)
@@ -263,7 +288,7 @@ def main(arguments):
         overridden = arguments.inter_op_threads or arguments.intra_op_threads
         strategy = system.configure_for(config, threads=(
             (arguments.inter_op_threads, arguments.intra_op_threads) if overridden else None))
-        mnist, mnistm = train.load_data(config)
+        mnist, mnistm = load_data(config)
         print(f"project step: {arguments.steps_per_call} steps per call, {arguments.seconds:.0f} s ...", flush=True)
         project, macs, shards, replicas = measure_project(config, mnist, mnistm, arguments.seconds,
                                                           arguments.steps_per_call, strategy)
@@ -337,4 +362,4 @@ def main(arguments):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(scripts.run_main(main, sys.argv[1:]))

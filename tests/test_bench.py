@@ -48,6 +48,29 @@ def test_train_speed_runs_every_measurement_and_counts_the_papers_work(tmp_path)
     assert report["settings"]["batch_size"] == 8 and report["torch"] is None
 
 
+# Were a download attempted, it would fail at once on this closed local port, never reaching the network.
+NO_NETWORK = {name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+
+
+@pytest.mark.parametrize("bsds", ["missing", "not an archive"])
+def test_train_speed_without_mnistm_names_what_to_pass(tmp_path, bsds):
+    mnist_path, bsds_path = str(tmp_path / "mnist.npz"), tmp_path / "BSR_bsds500.tgz"
+    write_fake_mnist(mnist_path)
+    if bsds == "not an archive":
+        bsds_path.write_text("not an archive")
+    completed = subprocess.run(
+        [sys.executable, os.path.join(REPOSITORY, "bench", "train_speed.py"), "--mnist", mnist_path,
+         "--mnistm", str(tmp_path / "built" / "mnist_m.npz"), "--bsds", str(bsds_path), "--seconds", "0.3",
+         "--skip_torch", "--skip_baseline", "--skip_bfloat16"],
+        capture_output=True, text=True, check=False, cwd=tmp_path, env={**os.environ, "no_proxy": "", **NO_NETWORK})
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    error = completed.stderr.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: "), error
+    assert f"'{bsds_path}'" in error[0] and "--mnistm PATH" in error[0] and "--bsds PATH" in error[0]
+    # Nothing built, nothing downloaded (a download would first make data/downloads/).
+    assert sorted(os.listdir(tmp_path)) == sorted(["mnist.npz"] + (["BSR_bsds500.tgz"] if bsds_path.exists() else []))
+
+
 def test_profile_step_sums_the_traced_ops_per_layer_and_direction(tmp_path):
     mnist_path, mnistm_path = tiny_data(tmp_path)
     report = last_json_line("profile_step.py", "--mnist", mnist_path, "--mnistm", mnistm_path,

@@ -1,17 +1,22 @@
 """evaluate.py and utils/evaluation.py on a tiny run trained here; run_results.py on tiny settings."""
 
 import json
+import os
 import re
+import signal
+import stat
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import evaluate
 import run_results
 import train
 from config import Config
-from conftest import (fake_mnist_arrays, write_fake_bsds_tgz, write_fake_mnist, write_fake_mnistm,
-                      write_official_layout)
+from conftest import (fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
+                      write_fake_bsds_tgz, write_fake_mnist, write_fake_mnistm, write_official_layout)
+from test_scripts import stop_while_waiting
 from utils import evaluation, system
 from utils.mnistm import load_mnistm
 
@@ -123,6 +128,88 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, c
     assert error.startswith("error: ") and error.count("\n") == 1
     assert re.search(message, error), error
     assert [path for path in tmp_path.glob("out/**/*") if path.is_file()] == []
+
+
+def make_null_device(path):
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a character device needs root (CAP_MKNOD)")
+
+
+def make_symlink(path):
+    (path.parent / "target.csv").write_text("kept\n")
+    os.symlink(path.parent / "target.csv", path)
+
+
+@pytest.mark.parametrize("make, kind", [(os.mkfifo, "a named pipe (FIFO)"), (make_null_device, "a character device"),
+                                        (make_symlink, "a symbolic link")])
+def test_an_output_that_is_not_a_regular_file_is_refused_and_kept(tiny_run, tmp_path, capsys, make, kind):
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((28, 28, 3), 40 * index, np.uint8)).save(images / f"{index}.png")
+    out = tmp_path / "predictions.csv"
+    make(out)
+    before = os.lstat(out)
+    assert run_evaluate(tiny_run, out, "--predict", str(images)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert f"is {kind}, not a regular file" in error and "Choose another output path" in error
+    after = os.lstat(out)
+    assert (stat.S_IFMT(after.st_mode), after.st_rdev, after.st_ino) == (
+        stat.S_IFMT(before.st_mode), before.st_rdev, before.st_ino)
+    if kind == "a symbolic link":
+        assert (tmp_path / "target.csv").read_text() == "kept\n"
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_while_loading_gives_one_line_and_leaves_nothing(tiny_run, tmp_path, signal_number):
+    # The default output, results/tiny/, would be made in the working folder.
+    code, stderr = stop_while_waiting("evaluate.py", "utils.evaluation.load_test_sets", signal_number,
+                                      ["--model", tiny_run["checkpoint"], *tiny_run["data"]], cwd=tmp_path)
+    assert code == 128 + signal_number
+    assert stderr.strip().splitlines() == [f"Stopped by {signal.Signals(signal_number).name}; nothing was written."]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("settings", [{}, {"ema_momentum": 0.5}, {"source_validation_fraction": 0.25}],
+                         ids=["weights", "moving average", "source validation part"])
+def test_a_run_without_its_export_is_measured_at_its_latest_checkpoint(tmp_path, capsys, settings):
+    mnist, mnistm = tiny_training_arrays()
+    np.savez(tmp_path / "mnist.npz", **mnist)
+    np.savez(tmp_path / "mnist_m.npz", **mnistm)
+    data = ["--mnist", str(tmp_path / "mnist.npz"), "--mnistm", str(tmp_path / "mnist_m.npz")]
+    trainer = make_trainer(tiny_config(tmp_path, run_name="stopped", **settings), (mnist, mnistm))
+    stop_at(trainer, 6, request="SIGINT")  # As Ctrl-C: a checkpoint at step 6, no export.
+    with pytest.raises(train.TrainingStopped):
+        trainer.run()
+    folder = tmp_path / "checkpoints" / "stopped"
+    assert not (folder / evaluation.EXPORT_NAME).exists()
+    test_sets = evaluation.load_test_sets(data[1], data[3], binarize_source=True)
+    pixels = test_sets["mnistm"][0].astype(np.float32)
+    # The classifier the export would hold: the weights, or with EMA their averages.
+    with trainer.evaluation_weights():
+        expected = trainer.networks.classifier(trainer.pixel_mean)
+        expected_logits = evaluation.predict_logits(expected, pixels)
+        expected_accuracy = {name: evaluation.accuracy(evaluation.confusion_matrix(expected, *test_set))
+                             for name, test_set in test_sets.items()}
+    if "ema_momentum" in settings:
+        assert not np.allclose(evaluation.predict_logits(expected, pixels), expected_logits, atol=1e-4)
+
+    out = tmp_path / "evaluation.json"
+    assert evaluate.main(["--model", str(folder), "--out", str(out), *data]) == 0
+    results = json.loads(out.read_text())
+    assert results["checkpoint_step"] == 6
+    assert results["mnist_test_accuracy"] == expected_accuracy["mnist"]
+    assert results["mnistm_test_accuracy"] == expected_accuracy["mnistm"]
+    assert results["domain_accuracy"] is not None
+    assert "its latest checkpoint, step 6: the folder holds no classifier.keras yet" in capsys.readouterr().out
+    # Closer than the accuracies: the same logits, so the same weights and pixel mean.
+    run = evaluation.load_run(str(folder), training_pixel_mean=lambda config: (
+        evaluation.mnist_training_pixel_mean(config, data[1], data[3])))
+    assert run.checkpoint_step == 6
+    np.testing.assert_allclose(evaluation.predict_logits(run.classifier, pixels), expected_logits, atol=1e-5)
 
 
 def test_without_model_and_pretrained_weights_it_says_what_to_do(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -17,6 +19,7 @@ from conftest import write_fake_mnist, write_fake_mnistm
 from test_folders import CLASSES, write_class_folder, write_image
 from utils import image_folders
 
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = ["--epochs", "2", "--batch_size", "8", "--log_every", "2", "--eval_every", "2",
             "--checkpoint_every", "4", "--steps_per_call", "2", "--deterministic", "true"]
 
@@ -130,6 +133,9 @@ def bad_input(tmp_path, problem):
     if problem == "damaged image":
         (source / "dog" / "01.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
         return [], f"Cannot decode the image '{source / 'dog' / '01.png'}'"
+    if problem == "class folder links to the source folder":
+        (source / "c").symlink_to(".")
+        return [], f"--source_dir: '{source / 'c'}' is a link to '{os.path.realpath(source)}', which holds it"
     if problem == "target test classes not in source":
         write_class_folder(tmp_path / "test", per_class=1, classes=("cat", "fox"))
         return (["--target_test_dir", str(tmp_path / "test")],
@@ -147,7 +153,8 @@ def bad_input(tmp_path, problem):
 
 @pytest.mark.parametrize("problem", [
     "missing source", "empty target", "source without classes", "source mixes classes and loose images",
-    "damaged image", "target test classes not in source", "source test classes not in source",
+    "damaged image", "class folder links to the source folder", "target test classes not in source",
+    "source test classes not in source",
     "image size too small", "no target folder"])
 def test_bad_folders_give_one_error_line_exit_2_and_write_nothing(tmp_path, capsys, problem):
     extra, expected = bad_input(tmp_path, problem)
@@ -156,6 +163,54 @@ def test_bad_folders_give_one_error_line_exit_2_and_write_nothing(tmp_path, caps
     assert error.startswith("error: ") and error.count("\n") == 1
     assert expected in error
     assert not (tmp_path / "logs").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def run_script(*arguments):
+    """A script run as the user runs it, in its own process: stderr holds TensorFlow's own lines too."""
+    return subprocess.run([sys.executable, *arguments], cwd=REPOSITORY, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def one_epoch_of_train_py(tmp_path, image_size=32):
+    """train.py for one epoch on tiny folders, source/ in class subfolders and target/ loose."""
+    write_class_folder(tmp_path / "source", per_class=2, classes=("cat", "dog"), size=(32, 32))
+    write_class_folder(tmp_path / "target", per_class=2, classes=("",), size=(32, 32))
+    return ["train.py", "--source_dir", str(tmp_path / "source"), "--target_dir", str(tmp_path / "target"),
+            "--image_size", str(image_size), "--binarize_source", "false", "--epochs", "1", "--batch_size", "16",
+            "--run_name", "tiny", "--log_dir", str(tmp_path / "logs"),
+            "--checkpoint_dir", str(tmp_path / "checkpoints")]
+
+
+def nothing_written(tmp_path):
+    return not any((tmp_path / name).exists() for name in ("logs", "checkpoints", "predictions.csv"))
+
+
+@pytest.mark.parametrize("where", ["source", "target", "predict"])
+def test_an_undecodable_image_gives_one_error_line_that_names_it_and_nothing_else(tmp_path, where):
+    arguments = one_epoch_of_train_py(tmp_path)
+    garbage = {"source": tmp_path / "source" / "dog" / "garbage.png",
+               "target": tmp_path / "target" / "garbage.jpg", "predict": tmp_path / "new" / "garbage.bmp"}[where]
+    garbage.parent.mkdir(exist_ok=True)
+    garbage.write_bytes(bytes(range(256)) * 4)
+    if where == "predict":
+        write_image(tmp_path / "new" / "good.png", np.zeros((28, 28), np.uint8))
+        arguments = ["evaluate.py", "--model", "pretrained/paper", "--predict", str(tmp_path / "new"),
+                     "--out", str(tmp_path / "predictions.csv")]
+    completed = run_script(*arguments)
+    assert completed.returncode == 2, completed.stderr
+    assert completed.stderr.splitlines() == [
+        f"error: Cannot decode the image '{garbage}': it is not a readable PNG/JPEG/BMP/GIF. Replace or "
+        "remove it; no image is skipped silently."]
+    assert nothing_written(tmp_path)
+
+
+def test_an_image_size_too_large_for_memory_is_refused_before_decoding(tmp_path):
+    completed = run_script(*one_epoch_of_train_py(tmp_path, image_size=100_000))
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0].endswith("lower --image_size."), lines
+    assert "MB of memory, and" in lines[0] and "Checking every image" not in completed.stdout
+    assert nothing_written(tmp_path)
 
 
 def test_export_folders_writes_mnist_and_mnistm_as_class_subfolders(tmp_path, capsys):

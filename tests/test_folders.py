@@ -1,5 +1,9 @@
 """Image folders: layouts, decoding, the held-out split, streaming, and bad input refused by train.py."""
 
+import dataclasses
+import os
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -166,3 +170,99 @@ def test_the_smallest_image_size_builds_a_one_pixel_feature_map(kernel_size, sid
     assert networks.feature_extractor.output_shape == (None, 1 * 1 * 48)
     with pytest.raises(ValueError):
         Config(kernel_size=kernel_size, image_size=side - 1)
+
+
+def link(path, target):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("scan, link_path, target", [
+    ("source", "c", "."),  # A class folder that is the source folder itself.
+    ("source", "cat/up", ".."),  # A folder inside a class, leading back to the source folder.
+    ("source", "cat/deeper/again", ".."),  # Back to the class folder that holds it.
+    ("target", "storage/up", "../.."),  # Above the target folder.
+])
+def test_a_link_into_a_folder_that_holds_it_is_refused_as_a_loop(tmp_path, scan, link_path, target):
+    folder = tmp_path / scan
+    write_class_folder(folder, per_class=1, classes=("cat", "dog") if scan == "source" else ("storage",))
+    link(folder / link_path, target)
+    with pytest.raises(DataError, match=f"'{folder / link_path}' is a link to .* reading it would loop"):
+        folders.scan_source(str(folder)) if scan == "source" else folders.scan_target(str(folder), CLASSES)
+
+
+@pytest.mark.parametrize("link_path, target, twice", [
+    ("fox", "cat", "cat/00.png"),  # One image file in two classes.
+    ("cat/more", "../dog", "dog/00.png"),  # A subfolder of one class that is another class.
+    ("cat/again.png", "00.png", "cat/00.png"),  # Twice in one class.
+])
+def test_a_link_that_makes_one_image_file_count_twice_is_refused(tmp_path, link_path, target, twice):
+    source = tmp_path / "source"
+    write_class_folder(source, per_class=1, classes=("cat", "dog"))
+    link(source / link_path, target)
+    with pytest.raises(DataError, match=f"the link '{source / link_path}' makes the image file "
+                                        f"'{source / twice}' count twice"):
+        folders.scan_source(str(source))
+
+
+def test_links_to_images_stored_elsewhere_are_followed(tmp_path):
+    source, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    write_class_folder(source, per_class=1, classes=("cat", "dog"))
+    write_class_folder(elsewhere, per_class=2, classes=("more cats", "emus", "pictures"))
+    link(source / "cat" / "more", elsewhere / "more cats")  # A subfolder.
+    link(source / "emu", elsewhere / "emus")  # A whole class.
+    link(source / "dog" / "linked.png", elsewhere / "pictures" / "00.png")  # One file.
+    images = folders.scan_source(str(source))
+    assert images.class_names == ("cat", "dog", "emu")
+    assert [path.split("source/")[1] for path in images.paths] == [
+        "cat/00.png", "cat/more/00.png", "cat/more/01.png", "dog/00.png", "dog/linked.png",
+        "emu/00.png", "emu/01.png"]
+    assert images.labels.tolist() == [0, 0, 0, 1, 1, 2, 2]
+    link(tmp_path / "target" / "linked.png", elsewhere / "pictures" / "01.png")
+    assert len(folders.scan_target(str(tmp_path / "target"), images.class_names)) == 1
+    assert len(folders.images_under(str(source), "--predict")) == 7
+
+
+@pytest.mark.parametrize("link_path", ["cat/gone.png", "cat/gone", "gone"])
+def test_a_link_that_leads_nowhere_is_refused(tmp_path, link_path):
+    source = tmp_path / "source"
+    write_class_folder(source, per_class=1, classes=("cat", "dog"))
+    link(source / link_path, tmp_path / "nowhere")
+    with pytest.raises(DataError, match=f"'{source / link_path}' is a link to .*, which does not exist"):
+        folders.scan_source(str(source))
+
+
+def refuse_decoding(*arguments):
+    raise AssertionError("decoding started")
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    write_class_folder(tmp_path / "source")
+    write_class_folder(tmp_path / "target", classes=("",))
+    monkeypatch.setattr(image_folders, "decoded_batches", refuse_decoding)
+    # Memory for the networks and one batch, not for the pixels as well.
+    small = folder_config(tmp_path, precision="float32", in_memory_mb=10**6, batch_size=64)
+    batch = image_folders.training_batch_bytes(small)
+    assert batch > image_folders.trained_dense_bytes(small)[1]
+    monkeypatch.setattr(image_folders, "available_memory", lambda: batch + 1000)
+    for overrides, remedy in ((dict(image_size=1000), "lower --image_size."),
+                              (dict(batch_size=128), "lower --batch_size or --image_size."),
+                              ({}, "lower --in_memory_mb, to decode them from disk batch by batch")):
+        with pytest.raises(DataError, match=f"would need .* MB of memory, and .* MB are available: {remedy}"):
+            image_folders.load_folder_data(dataclasses.replace(small, **overrides), log=lambda line: None)
+
+
+def test_evaluation_refuses_images_that_cannot_fit_in_memory_before_decoding(tmp_path, monkeypatch):
+    from utils import folder_evaluation
+
+    write_class_folder(tmp_path / "labelled", per_class=1)
+    run = types.SimpleNamespace(image_shape=(32, 32, 3), class_names=CLASSES, classifier=None)
+    monkeypatch.setattr(folder_evaluation, "decoded_batches", refuse_decoding)
+    monkeypatch.setattr(image_folders, "available_memory", lambda: 32 * 32 * 3)
+    for evaluate in (folder_evaluation.labelled_folder_confusion, folder_evaluation.predict_folder):
+        with pytest.raises(DataError, match="the export takes images of this size; free memory"):
+            evaluate(run, str(tmp_path / "labelled"))
+
+
+def test_the_available_memory_is_known_here():
+    assert 0 < image_folders.available_memory() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -123,6 +123,10 @@ def test_bad_input_leaves_no_output_file(tmp_path, fake_mnist_path, fake_bsds_pa
         write_fake_bsds_tgz(fake_bsds_path, {})
     with pytest.raises(DataError):
         build_mnistm(fake_mnist_path, fake_bsds_path, str(tmp_path / "out" / "mnist_m.npz"), log=quiet)
+    assert not (tmp_path / "out").exists()  # Nor the folder the files would have gone to.
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataError):
+        build_mnistm(fake_mnist_path, fake_bsds_path, str(tmp_path / "out" / "mnist_m.npz"), log=quiet)
     assert os.listdir(tmp_path / "out") == []
 
 
@@ -131,6 +135,10 @@ def test_failure_while_writing_leaves_neither_file(tmp_path, fake_mnist_path, fa
         raise KeyboardInterrupt
 
     monkeypatch.setattr(mnistm, "save_mnistm_preview", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_mnistm(fake_mnist_path, fake_bsds_path, str(tmp_path / "out" / "mnist_m.npz"), log=quiet)
+    assert not (tmp_path / "out").exists()  # Nor the folder made for them.
+    (tmp_path / "out").mkdir()
     with pytest.raises(KeyboardInterrupt):
         build_mnistm(fake_mnist_path, fake_bsds_path, str(tmp_path / "out" / "mnist_m.npz"), log=quiet)
     assert os.listdir(tmp_path / "out") == []

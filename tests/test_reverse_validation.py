@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from config import Config, PRESETS
 from conftest import TRAIN_SIZE, tiny_config, tiny_training_arrays
 from test_folder_scripts import TINY_RUN
 from test_folders import write_class_folder
+from test_scripts import stop_while_waiting
 from utils import system
 from utils import reverse_validation as reverse
 from utils.mnistm import build_mnistm
@@ -190,6 +192,16 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, m
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_ctrl_c_while_loading_the_data_gives_one_line_and_writes_nothing(tiny_run, tmp_path):
+    code, stderr = stop_while_waiting(
+        "reverse_validation.py", "train.load_data", signal.SIGINT,
+        ["--model", str(tiny_run / "checkpoints" / "tiny"), "--mnist", str(tiny_run / "mnist.npz"),
+         "--mnistm", str(tiny_run / "mnist_m.npz")], cwd=tmp_path)
+    assert code == 130
+    assert stderr.strip().splitlines() == ["Stopped by SIGINT; nothing was written."]
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.fixture

@@ -326,3 +326,12 @@ def test_mixed_float16_is_refused_on_a_machine_without_a_gpu(capsys):
         assert train.main(["--precision", "mixed_float16"]) == 2
         error = capsys.readouterr().err
         assert error.startswith("error: precision mixed_float16 is for GPUs") and len(error.splitlines()) == 1
+
+
+def test_a_test_set_smaller_than_the_slice_count_is_evaluated_whole(tmp_path):
+    mnist, mnistm = tiny_training_arrays()
+    mnist = {**mnist, "x_test": mnist["x_test"][:1], "y_test": mnist["y_test"][:1]}
+    mnistm = {**mnistm, "x_test": mnistm["x_test"][:1], "y_test": mnistm["y_test"][:1]}
+    trainer = make_trainer(tiny_config(tmp_path, batch_shards=2), (mnist, mnistm))
+    results = trainer.evaluate()
+    assert results["val/source_acc"] in (0.0, 1.0) and results["val/target_acc"] in (0.0, 1.0)

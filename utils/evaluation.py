@@ -20,7 +20,7 @@ import tensorflow as tf
 from config import Config
 from model import DANN
 from utils import pipeline, schedules
-from utils.mnistm import load_mnistm
+from utils.mnistm import load_mnistm, pixel_mean
 from utils.sources import DataError, load_mnist
 
 BATCH_SIZE = 1000
@@ -41,6 +41,8 @@ class TrainedRun:
     config_path: str  # Empty when no config.json was found and Config() defaults apply.
     domain_networks: DANN = None  # None when only a .keras file was given.
     domain_note: str = ""  # Why domain_networks is None.
+    # The step of the checkpoint the classifier was built from, when the folder holds no export yet.
+    checkpoint_step: int = None
 
     @property
     def class_names(self):
@@ -51,38 +53,60 @@ class TrainedRun:
         return tuple(self.classifier.input_shape[1:])
 
 
-def load_run(path, config_path=""):
+def load_run(path, config_path="", training_pixel_mean=None):
     """Loads a .keras export, or a checkpoint folder holding classifier.keras and tf.train checkpoints.
 
     The run's config.json is `config_path` when given, else the first found
     of FOLDER/config.json and logs/<run>/config.json beside the checkpoints
     folder; without one, Config() defaults apply. A checkpoint folder also
     gives the domain classifier, restored from its latest checkpoint.
+
+    A checkpoint folder without classifier.keras (a run still training, or
+    stopped) gives the classifier of its latest checkpoint when
+    `training_pixel_mean` is given: a function of the run's Config that
+    returns the pixel mean the run normalised with, which checkpoints do not
+    hold (mnist_training_pixel_mean). run.checkpoint_step then says which step it is.
     """
-    is_folder = os.path.isdir(path)
-    if is_folder:
-        classifier_path = os.path.join(path, EXPORT_NAME)
-        if not os.path.isfile(classifier_path):
-            raise ModelError(f"'{path}' holds no {EXPORT_NAME}: train.py writes it when a run "
-                             "finishes. Finish the run, or pass the .keras file itself.")
-    elif os.path.isfile(path):
-        classifier_path = path
-    else:
+    if os.path.isdir(path):
+        return load_checkpoint_folder(path, config_path, training_pixel_mean)
+    if not os.path.isfile(path):
         raise ModelError(f"Model '{path}' does not exist. Pass a .keras file written by train.py, "
                          f"or a checkpoint folder such as checkpoints/<run> that holds {EXPORT_NAME}.")
-    folder = os.path.dirname(os.path.abspath(classifier_path))
-    config_path = config_path or find_config(folder)
+    config_path = config_path or find_config(os.path.dirname(os.path.abspath(path)))
     config = read_config(config_path) if config_path else Config()
-    run = TrainedRun(run_name(path), load_classifier(classifier_path), config, config_path)
-    checkpoint_path = tf.train.latest_checkpoint(folder) if is_folder else None
-    if not is_folder:
-        run.domain_note = ("unavailable: the domain classifier is not in the .keras export; "
-                           "pass the run's checkpoint folder instead")
-    elif checkpoint_path is None:
-        run.domain_note = f"unavailable: no tf.train checkpoint in '{path}'"
+    return TrainedRun(run_name(path), load_classifier(path), config, config_path,
+                      domain_note=("unavailable: the domain classifier is not in the .keras export; "
+                                   "pass the run's checkpoint folder instead"))
+
+
+def load_checkpoint_folder(folder, config_path, training_pixel_mean):
+    """load_run for a checkpoint folder: its export, or the classifier of its latest checkpoint."""
+    classifier_path = os.path.join(folder, EXPORT_NAME)
+    checkpoint_path = tf.train.latest_checkpoint(folder)
+    has_export = os.path.isfile(classifier_path)
+    if not has_export and (checkpoint_path is None or training_pixel_mean is None):
+        raise ModelError(f"'{folder}' holds no {EXPORT_NAME}: train.py writes it when a run "
+                         "finishes. Finish the run, or pass the .keras file itself."
+                         + ("" if checkpoint_path is None else
+                            " evaluate.py measures its latest checkpoint on MNIST and MNIST-M."))
+    config_path = config_path or find_config(os.path.abspath(folder))
+    config = read_config(config_path) if config_path else Config()
+    run = TrainedRun(run_name(folder), None, config, config_path)
+    if checkpoint_path is None:
+        run.domain_note = f"unavailable: no tf.train checkpoint in '{folder}'"
     else:
         run.domain_networks = restore_networks(checkpoint_path, config)
+    if has_export:
+        run.classifier = load_classifier(classifier_path)
+    else:
+        run.classifier = run.domain_networks.classifier(training_pixel_mean(config))
+        run.checkpoint_step = checkpoint_step(checkpoint_path)
     return run
+
+
+def checkpoint_step(checkpoint_path):
+    """The step of a train.py checkpoint, which names its checkpoints ckpt-<step>."""
+    return int(checkpoint_path.rsplit("-", 1)[-1])
 
 
 def run_name(path):
@@ -182,6 +206,37 @@ def restore_networks(checkpoint_path, config):
     return networks
 
 
+def require_mnistm(mnistm_path):
+    """Raises DataError, saying how to get the file, when MNIST-M is not at `mnistm_path`."""
+    if not os.path.isfile(mnistm_path):
+        raise DataError(f"MNIST-M not found at '{mnistm_path}'. Build it with "
+                        "`python create_mnistm.py`, or point --mnistm at it.")
+
+
+def mnist_training_pixel_mean(config, mnist_path, mnistm_path):
+    """The pixel mean an MNIST -> MNIST-M run normalised with, as train.mnist_data computes it.
+
+    It is the mean over the MNIST train digits the run trained on (without
+    its source validation part), as the config fed them, and the MNIST-M
+    train images. For load_run's training_pixel_mean; mnist_path "" downloads MNIST.
+    """
+    if config.uses_folders:
+        raise ModelError("The run was trained on image folders and its checkpoint folder holds no "
+                         f"{EXPORT_NAME} yet: finish the run, which writes it, then measure it.")
+    require_mnistm(mnistm_path)
+    mnist_images = load_mnist(mnist_path or None)[0]
+    if config.source_validation_fraction:
+        # Imported here: utils.reverse_validation imports this module.
+        from utils.reverse_validation import validation_split
+
+        training, _ = validation_split(len(mnist_images), config.source_validation_fraction,
+                                       config.held_out_seed)
+        mnist_images = mnist_images[training]
+    mean = pixel_mean(mnist_images, load_mnistm(mnistm_path)["x_train"], binarize_source=config.binarize_source,
+                      colour_source=config.colour_source)
+    return [float(value) for value in mean]
+
+
 def load_test_sets(mnist_path, mnistm_path, binarize_source, mnistm_train=False):
     """{"mnist": (images, labels), "mnistm": (images, labels)}: both test sets as uint8 RGB, as training saw them.
 
@@ -190,9 +245,7 @@ def load_test_sets(mnist_path, mnistm_path, binarize_source, mnistm_train=False)
     mnistm_train adds "mnistm_train": the MNIST-M train images and labels.
     mnist_path "" downloads MNIST. Raises DataError when a file is missing or damaged.
     """
-    if not os.path.isfile(mnistm_path):
-        raise DataError(f"MNIST-M not found at '{mnistm_path}'. Build it with "
-                        "`python create_mnistm.py`, or point --mnistm at it.")
+    require_mnistm(mnistm_path)
     _, _, mnist_images, mnist_labels = load_mnist(mnist_path or None)
     mnistm = load_mnistm(mnistm_path)
     test_sets = {"mnist": (pipeline.source_to_rgb(mnist_images, binarize=binarize_source).numpy(), mnist_labels),

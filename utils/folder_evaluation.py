@@ -3,7 +3,8 @@
 Images are decoded and resized as in training (utils/image_folders.py), to
 the export's own input size, and fed as raw pixels: the export normalises
 them itself. Both read the folder batch by batch, so a folder of any size
-fits in memory, and both refuse the whole folder when one image cannot be
+fits in memory (a size too large for even one batch of images is refused
+before decoding), and both refuse the whole folder when one image cannot be
 decoded, naming it.
 """
 
@@ -14,8 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from utils import evaluation, folders
-from utils.image_folders import check_all_decoded, decoded_batches
+from utils.image_folders import check_all_decoded, check_decoding_fits, decoded_batches
 from utils.sources import DataError
+
+# The export fixes the image size, so only the machine can change.
+MEMORY_REMEDY = "the export takes images of this size; free memory, or evaluate on a machine with more."
 
 
 def labelled_folder_confusion(run, folder):
@@ -24,13 +28,14 @@ def labelled_folder_confusion(run, folder):
     if not images.labelled:
         raise DataError(f"--target_dir '{folder}' has no class subfolders, so no labels to measure "
                         "accuracy with. Use --predict for a folder of unlabelled images.")
+    check_decoding_fits(run.image_shape, MEMORY_REMEDY)
     classes = len(run.class_names)
     confusion = np.zeros((classes, classes), np.int64)
     decoded = np.zeros(len(images), bool)
     for indices, batch in decoded_batches(images.paths, run.image_shape):
         decoded[indices] = True
         confusion += evaluation.confusion_matrix(run.classifier, batch, images.labels[indices])
-    check_all_decoded(images.paths, decoded, run.image_shape)
+    check_all_decoded(images.paths, decoded)
     return confusion
 
 
@@ -38,16 +43,17 @@ def predict_folder(run, folder):
     """(relative paths, predicted class names, probabilities (N, classes)) for every image below `folder`."""
     if not os.path.isdir(folder):
         raise DataError(f"--predict '{folder}' is not a folder. Check the path.")
-    paths = folders.images_under(folder)
+    paths = folders.images_under(folder, "--predict")
     if not paths:
         raise DataError(f"--predict '{folder}' holds no images ({', '.join(folders.IMAGE_EXTENSIONS)}).")
+    check_decoding_fits(run.image_shape, MEMORY_REMEDY)
     probabilities = np.zeros((len(paths), len(run.class_names)), np.float32)
     decoded = np.zeros(len(paths), bool)
     for indices, batch in decoded_batches(paths, run.image_shape):
         decoded[indices] = True
         logits = evaluation.predict_logits(run.classifier, batch.astype(np.float32))
         probabilities[indices] = tf.nn.softmax(logits).numpy()
-    check_all_decoded(paths, decoded, run.image_shape)
+    check_all_decoded(paths, decoded)
     names = [run.class_names[index] for index in probabilities.argmax(axis=1)]
     relative = [os.path.relpath(path, folder) for path in paths]
     return relative, names, probabilities

@@ -6,6 +6,14 @@ names sorted give the labels 0, 1, ... A source folder must have it. A
 target folder may have it, or hold its images loose: its labels, when its
 subfolders are all source classes, serve evaluation only.
 
+Symbolic links are followed, files and folders alike, as the user put them
+there: a class folder may link to images stored elsewhere. Two kinds of link
+would silently train on wrong labels or forever, and are refused with the
+link's name: a link to a folder that holds it (its own folder, the class
+folder, the scanned folder or one above), whose reading would loop, and a
+link that makes one image file count twice, in two classes or twice in one
+(the file's real path decides). A link that leads nowhere is refused too.
+
 Every problem raises DataError with a message naming the folder or file, so
 that the scripts can print it as one `error:` line before any work starts.
 """
@@ -48,13 +56,75 @@ def is_image(name):
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def images_under(folder):
-    """Every image below `folder`, at any depth, in sorted path order (hidden folders skipped)."""
+def images_under(folder, role):
+    """Every image below `folder`, at any depth, in sorted path order; refuses a loop or a file met twice."""
+    found = sorted(image_files_under(folder, role))
+    check_each_file_once(found, folder, role)
+    return [path for path, _ in found]
+
+
+def image_files_under(folder, role, outer=()):
+    """(path, real path) of every image below `folder`, links followed, hidden files and folders skipped.
+
+    `outer` holds the real paths of folders around `folder` that are being
+    read (the scanned folder around a class folder): a link back into one
+    of them, or into a folder on the way down, is a loop.
+    """
+    real = os.path.realpath(folder)
+    if any(is_within(held, real) for held in outer):
+        raise DataError(f"{role}: '{folder}' is a link to '{real}', which holds it: reading it would loop "
+                        "forever. Remove the link, or make it point to a folder outside.")
     found = []
-    for root, folders, files in os.walk(folder):
-        folders[:] = [name for name in folders if not name.startswith(".")]
-        found.extend(os.path.join(root, name) for name in files if is_image(name))
-    return sorted(found)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as error:
+        raise DataError(f"{role}: the folder '{folder}' cannot be read: {error.strerror}.") from error
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            check_link_leads_somewhere(entry.path, role)
+        if entry.is_dir():
+            found.extend(image_files_under(entry.path, role, (*outer, real)))
+        elif is_image(entry.name):
+            found.append((entry.path, os.path.realpath(entry.path) if entry.is_symlink()
+                          else os.path.join(real, entry.name)))
+    return found
+
+
+def is_within(folder, container):
+    """Whether the real path `folder` is `container` or lies inside it."""
+    return folder == container or folder.startswith(container.rstrip(os.sep) + os.sep)
+
+
+def check_link_leads_somewhere(path, role):
+    """Refuses a link whose target is missing: what it should have added would be skipped unseen."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise DataError(f"{role}: '{path}' is a link to '{os.readlink(path)}', which does not exist. "
+                        "Remove the link or fix its target.")
+
+
+def check_each_file_once(found, top, role):
+    """Refuses two paths of `found` ((path, real path) pairs below `top`) that are one file."""
+    first_path = {}
+    for path, real in found:
+        if real not in first_path:
+            first_path[real] = path
+            continue
+        link = first_link(path, top) or first_link(first_path[real], top) or path
+        raise DataError(f"{role}: the link '{link}' makes the image file '{real}' count twice, as "
+                        f"'{first_path[real]}' and as '{path}'. Remove the link: each image is read once, "
+                        "with one label.")
+
+
+def first_link(path, top):
+    """The first symbolic link on the way from `top` down to `path` (maybe `path` itself), or None."""
+    steps = os.path.relpath(path, top).split(os.sep)
+    for depth in range(1, len(steps) + 1):
+        candidate = os.path.join(top, *steps[:depth])
+        if os.path.islink(candidate):
+            return candidate
+    return None
 
 
 def read_layout(folder, role):
@@ -68,6 +138,9 @@ def read_layout(folder, role):
         entries = sorted(os.listdir(folder))
     except OSError as error:
         raise DataError(f"{role} '{folder}' cannot be read: {error.strerror}.") from error
+    for name in entries:
+        if not name.startswith("."):
+            check_link_leads_somewhere(os.path.join(folder, name), role)
     subfolders = [name for name in entries
                   if not name.startswith(".") and os.path.isdir(os.path.join(folder, name))]
     loose = [name for name in entries if is_image(name) and os.path.isfile(os.path.join(folder, name))]
@@ -82,12 +155,15 @@ def read_layout(folder, role):
 
 def labelled_images(folder, role, class_names):
     """The images of `class_names`' subfolders of `folder`, labelled by their index in class_names."""
-    paths, labels = [], []
+    found, labels = [], []
     for label, name in enumerate(class_names):
         subfolder = os.path.join(folder, name)
-        found = images_under(subfolder) if os.path.isdir(subfolder) else []
-        paths.extend(found)
-        labels.extend([label] * len(found))
+        in_class = (sorted(image_files_under(subfolder, role, (os.path.realpath(folder),)))
+                    if os.path.isdir(subfolder) else [])
+        found.extend(in_class)
+        labels.extend([label] * len(in_class))
+    check_each_file_once(found, folder, role)
+    paths = [path for path, _ in found]
     if not paths:
         raise DataError(f"{role} '{folder}': its class subfolders hold no images "
                         f"({', '.join(IMAGE_EXTENSIONS)}). Check the path.")
@@ -133,12 +209,13 @@ def scan_target(folder, class_names, role="--target_dir", test=False):
     subfolders, loose = read_layout(folder, role)
     if loose:
         paths = [os.path.join(folder, name) for name in loose]
+        check_each_file_once([(path, os.path.realpath(path)) for path in paths], folder, role)
         return ImageList(paths, np.full(len(paths), UNLABELLED, np.int32), tuple(class_names))
     if test:
         check_classes(folder, role, subfolders, class_names)
     if set(subfolders) <= set(class_names):
         return labelled_images(folder, role, class_names)
-    paths = images_under(folder)
+    paths = images_under(folder, role)
     if not paths:
         raise DataError(f"{role} '{folder}' holds no images ({', '.join(IMAGE_EXTENSIONS)}). Check the path.")
     return ImageList(paths, np.full(len(paths), UNLABELLED, np.int32), tuple(class_names))

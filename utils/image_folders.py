@@ -12,17 +12,24 @@ the MNIST arrays are. Above it, each batch is decoded from disk when the
 training stream draws it (pipeline.FileDomain), in parallel, with no full
 copy in memory. Either way one first pass decodes every file: it finds any
 that cannot be decoded, and names it, before training starts, and it sums
-the pixels for the pixel mean.
+the pixels for the pixel mean. Before it, a run that cannot fit in the
+memory available is refused (check_training_fits).
 """
+
+import os
 
 import numpy as np
 import tensorflow as tf
 
+from model.networks import build_feature_extractor
 from utils import folders, pipeline
 from utils.reverse_validation import validation_split
 from utils.sources import DataError
 
 DECODE_BATCH = 256
+# Large images are decoded fewer at a time, so that a batch of them stays near this size.
+DECODE_BATCH_BYTES = 64 * 2**20
+FLOAT_BYTES = 4  # Networks and training batches are float32.
 
 
 def decode_file(path, image_shape):
@@ -38,6 +45,11 @@ def decode_file(path, image_shape):
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
+def decode_batch_size(image_shape):
+    """How many images decoded_batches decodes at a time: DECODE_BATCH, fewer for large images."""
+    return int(np.clip(DECODE_BATCH_BYTES // np.prod(image_shape), 1, DECODE_BATCH))
+
+
 def decoded_batches(paths, image_shape):
     """Yields (indices, uint8 images) over the files that decode, in order, decoded in parallel.
 
@@ -47,24 +59,95 @@ def decoded_batches(paths, image_shape):
     dataset = (tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.range(len(paths))))
                .map(lambda path, index: (index, decode_file(path, image_shape)),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-               .ignore_errors().batch(DECODE_BATCH).prefetch(2))
+               .ignore_errors().batch(decode_batch_size(image_shape)).prefetch(2))
     for indices, images in dataset:
         yield indices.numpy(), images.numpy()
 
 
-def check_all_decoded(paths, decoded, image_shape):
-    """Raises DataError naming the first file that did not decode, with TensorFlow's reason."""
+def check_all_decoded(paths, decoded):
+    """Raises DataError naming the first file that did not decode.
+
+    The file is not decoded again to learn TensorFlow's reason: that would
+    log a warning line of TensorFlow's own, and its message is internal text.
+    """
     if decoded.all():
         return
     failed = [paths[index] for index in np.flatnonzero(~decoded)]
-    try:
-        decode_file(tf.constant(failed[0]), image_shape)
-        reason = "it failed while decoding with the others"
-    except (tf.errors.OpError, ValueError) as error:
-        reason = str(getattr(error, "message", error)).splitlines()[0]
     others = f" (and {len(failed) - 1} more file(s))" if len(failed) > 1 else ""
-    raise DataError(f"Cannot decode the image '{failed[0]}'{others}: {reason}. Replace or remove it; "
-                    "no image is skipped silently.")
+    raise DataError(f"Cannot decode the image '{failed[0]}'{others}: it is not a readable PNG/JPEG/BMP/GIF. "
+                    "Replace or remove it; no image is skipped silently.")
+
+
+def available_memory():
+    """Bytes of memory free for new allocations: Linux's MemAvailable, else all physical memory, or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_fits_in_memory(needed, what, remedy):
+    """Raises DataError when `needed` bytes (what `what` takes) exceed the memory available now."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise DataError(f"{what} would need {needed / 2**20:,.0f} MB of memory, and {available / 2**20:,.0f} "
+                        f"MB are available: {remedy}")
+
+
+def shape_text(image_shape):
+    return "x".join(str(side) for side in image_shape)
+
+
+def check_decoding_fits(image_shape, remedy):
+    """Refuses, before decoding, images too large for one decoding batch, as uint8 and as float32, to fit."""
+    count = decode_batch_size(image_shape)
+    check_fits_in_memory(count * int(np.prod(image_shape)) * (1 + FLOAT_BYTES),
+                         f"{count} decoded image(s) at {shape_text(image_shape)}", remedy)
+
+
+def check_training_fits(config, pixel_bytes, in_memory):
+    """Refuses, before decoding, a run that cannot fit in memory.
+
+    Each amount is a lower bound of what training holds, so that only a run
+    sure to fail is refused: the networks (trained_dense_bytes), one training
+    batch (training_batch_bytes), and the pixels (pixel_bytes) when held in
+    memory.
+    """
+    features, network = trained_dense_bytes(config)
+    check_fits_in_memory(network, f"The first dense layers on the {features:,} features of "
+                         f"{config.image_size}x{config.image_size} images, trained", "lower --image_size.")
+    batch = training_batch_bytes(config)
+    check_fits_in_memory(batch, f"A training batch of {config.batch_size} images at "
+                         f"{shape_text(config.image_shape)} and its first convolution's output",
+                         "lower --batch_size or --image_size.")
+    if in_memory:
+        check_fits_in_memory(pixel_bytes + batch, "The folders' pixels held in memory and a training batch",
+                             "lower --in_memory_mb, to decode them from disk batch by batch, or --image_size.")
+
+
+def trained_dense_bytes(config):
+    """(feature count, bytes) of the dense layers on the features: float32 weights, their gradients,
+    and the optimizer's copies (momentum, moving average). They grow with the image's area."""
+    features = build_feature_extractor(config.image_shape, config.conv1_filters, config.conv2_filters,
+                                       config.kernel_size).output_shape[-1]
+    copies = 2 + (config.momentum > 0) + (config.ema_momentum > 0)
+    return features, copies * features * (config.label_hidden_units + config.domain_hidden_units) * FLOAT_BYTES
+
+
+def training_batch_bytes(config):
+    """One training batch as float32, and its first convolution's output, which the step keeps for
+    the gradients: in float32, or bfloat16 (2 bytes) in any other precision."""
+    side = config.image_size - config.kernel_size + 1
+    activation_bytes = FLOAT_BYTES if config.precision == "float32" else 2
+    return config.batch_size * (int(np.prod(config.image_shape)) * FLOAT_BYTES
+                                + side * side * config.conv1_filters * activation_bytes)
 
 
 def pixel_sums(images, binarize):
@@ -83,7 +166,7 @@ def read_all(images, image_shape, keep, binarize=False):
         sums += pixel_sums(batch, binarize)
         if keep:
             array[indices] = batch
-    check_all_decoded(images.paths, decoded, image_shape)
+    check_all_decoded(images.paths, decoded)
     return array, sums
 
 
@@ -128,8 +211,11 @@ def load_folder_data(config, log=print):
                         f"'{config.target_dir}' has none: put its images in subfolders named after the "
                         f"source classes ({', '.join(config.class_names[:5])}...).")
     image_bytes = int(np.prod(config.image_shape))
-    total_megabytes = sum(len(images) for images in parts.values()) * image_bytes / 2**20
+    total_bytes = sum(len(images) for images in parts.values()) * image_bytes
+    total_megabytes = total_bytes / 2**20
     in_memory = total_megabytes <= config.in_memory_mb
+    check_training_fits(config, total_bytes, in_memory)
+    check_decoding_fits(config.image_shape, "lower --image_size.")
     log(f"{total_megabytes:.0f} MB of pixels at {config.image_size}x{config.image_size}x{config.image_channels}: "
         + ("held in memory" if in_memory else f"above in_memory_mb ({config.in_memory_mb}), decoded from disk "
            "batch by batch") + ". Checking every image first.")
