@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 import config
 from utils import scripts
-from utils.folders import write_image_folders
-from utils.mnistm import build_mnistm, load_mnistm
-from utils.sources import DataError, load_mnist
+from utils.data.folders import write_image_folders
+from utils.data.mnistm import build_mnistm, load_mnistm
+from utils.errors import DataError
+from utils.data.datasets import load_mnist
 
 
 def parse_arguments(arguments=None):

@@ -36,7 +36,7 @@ looking at the test labels; the test accuracy stays the number to report.
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: F401
+import utils.runtime.startup  # noqa: F401
 
 import argparse
 import contextlib
@@ -45,11 +45,16 @@ import os
 import sys
 
 from config import Config
-from utils import evaluation, folder_evaluation, plots, scripts
-from utils.evaluation import ModelError
+from utils.evaluation import folder_evaluation
+from utils import plots
+from utils import scripts
+from utils.errors import ModelError
 from utils.files import atomic_path, check_writable
-from utils.official_mnistm import load_official_mnistm_test
-from utils.sources import DataError
+from utils.data.official_mnistm import load_official_mnistm_test
+from utils.errors import DataError
+from utils.evaluation import metrics
+from utils.evaluation import trained_run
+from utils.data import training_data
 
 # The default preset's weights, so that `python evaluate.py` shows what
 # `python train.py` gives; pretrained/long holds the long preset's.
@@ -103,7 +108,7 @@ def confusion_path(out_path, test_set):
 
 def load_test_sets(arguments, run):
     """{test set: (uint8 RGB images, labels)}, the source digits prepared as in the run's training."""
-    test_sets = evaluation.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source,
+    test_sets = training_data.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source,
                                           mnistm_train=arguments.mnistm_train)
     if arguments.mnistm_official:
         test_sets["mnistm_official"] = load_official_mnistm_test(arguments.mnistm_official)
@@ -112,18 +117,18 @@ def load_test_sets(arguments, run):
 
 def evaluate(run, test_sets):
     """The results dict written as JSON, and the confusion matrices by test set."""
-    confusions = {name: evaluation.confusion_matrix(run.classifier, images, labels)
+    confusions = {name: metrics.confusion_matrix(run.classifier, images, labels)
                   for name, (images, labels) in test_sets.items()}
     results = {"model": run.name, "checkpoint_step": run.checkpoint_step,
                "config": os.path.relpath(run.config_path) if run.config_path else "Config() defaults",
                "binarize_source": run.config.binarize_source}
-    results.update({ACCURACY_KEYS[name]: evaluation.accuracy(confusion)
+    results.update({ACCURACY_KEYS[name]: metrics.accuracy(confusion)
                     for name, confusion in confusions.items()})
-    results["per_class_accuracy"] = {name: evaluation.per_class_accuracy(confusion)
+    results["per_class_accuracy"] = {name: metrics.per_class_accuracy(confusion)
                                      for name, confusion in confusions.items()}
     results["test_images"] = {name: int(confusion.sum()) for name, confusion in confusions.items()}
     if run.domain_networks is not None:
-        results["domain_accuracy"] = evaluation.domain_accuracy(run, test_sets["mnist"][0], test_sets["mnistm"][0])
+        results["domain_accuracy"] = metrics.domain_accuracy(run, test_sets["mnist"][0], test_sets["mnistm"][0])
         results["domain_accuracy_note"] = ("domain classifier of the latest checkpoint on MNIST test (source) "
                                            "and MNIST-M test (target); 0.5 is chance")
     else:
@@ -138,7 +143,7 @@ def format_table(results):
     lines = [f"model {results['model']} (config: {results['config']})"]
     if results["checkpoint_step"] is not None:
         lines.append(f"its latest checkpoint, step {results['checkpoint_step']}: the folder holds no "
-                     f"{evaluation.EXPORT_NAME} yet")
+                     f"{trained_run.EXPORT_NAME} yet")
     lines += ["", f"{'data set':<40} {'images':>7} {'accuracy':>9}"]
     for name, title in TEST_SET_TITLES.items():
         if name in results["test_images"]:
@@ -172,19 +177,19 @@ def evaluate_folder(run, folder):
     config = os.path.relpath(run.config_path) if run.config_path else "none found"
     results = {"model": run.name, "config": config,
                "target_dir": folder, "class_names": list(run.class_names),
-               "accuracy": evaluation.accuracy(confusion), "images": int(confusion.sum()),
-               "per_class_accuracy": dict(zip(run.class_names, evaluation.per_class_accuracy(confusion))),
+               "accuracy": metrics.accuracy(confusion), "images": int(confusion.sum()),
+               "per_class_accuracy": dict(zip(run.class_names, metrics.per_class_accuracy(confusion))),
                "confusion_matrix": confusion.tolist()}
     return results, confusion
 
 
 def main_folders(arguments, model_path):
     """--target_dir or --predict: writes the JSON and confusion PNG, or the CSV; returns the summary to print."""
-    name = evaluation.run_name(model_path)
+    name = trained_run.run_name(model_path)
     if arguments.predict:
         out_path = arguments.out or os.path.join("results", name, "predictions.csv")
         check_writable(out_path)
-        run = evaluation.load_run(model_path, arguments.config)
+        run = trained_run.load_run(model_path, arguments.config)
         predictions = folder_evaluation.predict_folder(run, arguments.predict)
         with atomic_path(out_path) as temporary:
             folder_evaluation.write_predictions(temporary, *predictions, run.class_names)
@@ -196,7 +201,7 @@ def main_folders(arguments, model_path):
     png_path = confusion_path(out_path, "target_dir")
     check_writable(out_path)
     check_writable(png_path)
-    run = evaluation.load_run(model_path, arguments.config)
+    run = trained_run.load_run(model_path, arguments.config)
     results, confusion = evaluate_folder(run, arguments.target_dir)
     with atomic_path(png_path) as png_temporary, atomic_path(out_path) as json_temporary:
         plots.save_confusion_matrix(png_temporary, confusion, f"{run.name}: {arguments.target_dir}",
@@ -212,14 +217,14 @@ def main_folders(arguments, model_path):
 
 def main_test_sets(arguments, model_path):
     """MNIST test, MNIST-M test and the sets asked for: writes the JSON and PNGs; returns the summary to print."""
-    out_path = arguments.out or os.path.join("results", evaluation.run_name(model_path), "evaluation.json")
+    out_path = arguments.out or os.path.join("results", trained_run.run_name(model_path), "evaluation.json")
     test_set_names = (["mnist", "mnistm"] + (["mnistm_official"] if arguments.mnistm_official else [])
                       + (["mnistm_train"] if arguments.mnistm_train else []))
     # Checked first, so that a bad output path fails before minutes of loading and predicting.
     for path in [out_path] + [confusion_path(out_path, name) for name in test_set_names]:
         check_writable(path)
-    run = evaluation.load_run(model_path, arguments.config, training_pixel_mean=lambda config: (
-        evaluation.mnist_training_pixel_mean(config, arguments.mnist, arguments.mnistm)))
+    run = trained_run.load_run(model_path, arguments.config, training_pixel_mean=lambda config: (
+        training_data.mnist_pixel_mean_from_files(config, arguments.mnist, arguments.mnistm)))
     if run.config.uses_folders:
         raise ModelError(f"'{model_path}' was trained on image folders, not MNIST: measure it with "
                          "--target_dir DIR, or predict with --predict DIR.")
@@ -231,7 +236,7 @@ def main_test_sets(arguments, model_path):
 def main(arguments=None):
     arguments = parse_arguments(arguments)
     model_path = arguments.model or PRETRAINED_MODEL
-    if not arguments.model and not os.path.isfile(os.path.join(PRETRAINED_MODEL, evaluation.EXPORT_NAME)):
+    if not arguments.model and not os.path.isfile(os.path.join(PRETRAINED_MODEL, trained_run.EXPORT_NAME)):
         print(f"error: no --model given and the pretrained weights '{PRETRAINED_MODEL}' are missing. "
               "Restore them from the repository, or pass --model checkpoints/<run> of a run "
               "trained with train.py.", file=sys.stderr)

@@ -10,7 +10,7 @@ Needs no TensorBoard. Bad input prints one `error:` line and exits 2.
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: F401
+import utils.runtime.startup  # noqa: F401
 
 import argparse
 import os
@@ -18,9 +18,10 @@ import sys
 
 import tensorflow as tf
 
-from utils import plots, scripts
+from utils import plots
+from utils import scripts
 from utils.files import atomic_path, check_writable
-from utils.summaries import read_scalars
+from utils.training.summaries import read_scalars
 
 
 def parse_arguments(arguments):

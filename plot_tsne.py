@@ -14,7 +14,7 @@ line and exits 2.
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: F401
+import utils.runtime.startup  # noqa: F401
 
 import argparse
 import sys
@@ -22,10 +22,14 @@ import sys
 import numpy as np
 
 import evaluate
-from utils import evaluation, plots, scripts
-from utils.evaluation import ModelError
+from utils import plots
+from utils import scripts
+from utils.errors import ModelError
 from utils.files import atomic_path, check_writable
-from utils.sources import DataError
+from utils.errors import DataError
+from utils.evaluation import features
+from utils.evaluation import trained_run
+from utils.data import training_data
 
 
 def parse_arguments(arguments):
@@ -49,15 +53,15 @@ def parse_arguments(arguments):
 
 def panel(title, run, arguments):
     """(title, 2-D embedding, domain per point) for one model on the seeded sample of both test sets."""
-    test_sets = evaluation.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source)
+    test_sets = training_data.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source)
     rng = np.random.default_rng(arguments.seed)
     samples = []
     for images, _ in test_sets.values():
         # The same seed draws the same images for every model, so the panels compare like with like.
         samples.append(images[np.sort(rng.choice(len(images), min(arguments.count, len(images)), replace=False))])
-    features = np.concatenate([evaluation.extract_features(run.classifier, images) for images in samples])
+    features = np.concatenate([features.extract_features(run.classifier, images) for images in samples])
     domains = np.repeat([0, 1], [len(images) for images in samples])
-    return f"{title}: {run.name}", evaluation.tsne_embedding(features, seed=arguments.seed,
+    return f"{title}: {run.name}", features.tsne_embedding(features, seed=arguments.seed,
                                                                     threads=arguments.threads), domains
 
 
@@ -65,7 +69,7 @@ def main(arguments=None):
     arguments = parse_arguments(arguments)
     try:
         check_writable(arguments.out)
-        panels = [panel(title, evaluation.load_run(path), arguments)
+        panels = [panel(title, trained_run.load_run(path), arguments)
                   for title, path in (("source only", arguments.source_only), ("DANN", arguments.dann))]
         with atomic_path(arguments.out) as temporary:
             plots.save_tsne(temporary, panels)

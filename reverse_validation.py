@@ -30,7 +30,7 @@ run with a checkpoint, as train.py does.
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: F401
+import utils.runtime.startup  # noqa: F401
 
 import argparse
 import dataclasses
@@ -46,13 +46,17 @@ import numpy as np
 import train
 from config import Config
 from evaluate import add_test_data_arguments
-from utils import evaluation, precision, scripts, system
-from utils import reverse_validation as reverse
-from utils.distribution import DistributionError
-from utils.evaluation import ModelError
+from utils.runtime import precision
+from utils import scripts
+from utils.runtime import devices
+from utils.selection import reverse_validation as reverse
+from utils.errors import DistributionError
+from utils.errors import ModelError
 from utils.files import check_writable, write_text_atomic
-from utils.image_folders import load_folder_data
-from utils.sources import DataError
+from utils.data.training_data import folder_data as load_folder_data
+from utils.errors import DataError
+from utils.evaluation import metrics
+from utils.evaluation import trained_run
 
 # The default budget of the reverse run, in passes over its source (the
 # forward target's 60,000 MNIST-M train images): about 2 minutes on 2 CPU
@@ -101,15 +105,15 @@ def read_run_config(arguments):
     folder = arguments.model if os.path.isdir(arguments.model) else os.path.dirname(arguments.model)
     # Checked by name here: loading the model would start TensorFlow before its threads are set.
     classifier = (arguments.model if os.path.isfile(arguments.model)
-                  else os.path.join(folder, evaluation.EXPORT_NAME))
+                  else os.path.join(folder, trained_run.EXPORT_NAME))
     if not os.path.isfile(classifier):
-        raise ModelError(f"'{arguments.model}' holds no {evaluation.EXPORT_NAME}: train.py writes it when a "
+        raise ModelError(f"'{arguments.model}' holds no {trained_run.EXPORT_NAME}: train.py writes it when a "
                          "run finishes. Finish the run, or pass the folder of a finished one.")
-    config_path = arguments.config or evaluation.find_config(os.path.abspath(folder))
+    config_path = arguments.config or trained_run.find_config(os.path.abspath(folder))
     if not config_path:
         raise ModelError(f"No config.json beside '{arguments.model}' or in logs/<run>/: the reverse run "
                          "needs the run's own settings. Pass --config with the run's config.json.")
-    config = evaluation.read_config(config_path)
+    config = trained_run.read_config(config_path)
     if config.mode == "target_only":
         raise ModelError(f"'{arguments.model}' was trained with --mode target_only, on target labels: "
                          "reverse validation judges runs that use none.")
@@ -146,7 +150,7 @@ def judge(arguments, config, reverse_config, strategy, config_path, out_path):
     """
     started = time.perf_counter()
     reverse_name = reverse_config.run_name
-    run = evaluation.load_run(arguments.model, config_path)
+    run = trained_run.load_run(arguments.model, config_path)
     # Split as the run was (the same fraction and seed); the pixel mean is that of the reverse run's feed.
     data = forward_data(reverse_config)
     validation = reverse.source_validation(data)
@@ -160,7 +164,7 @@ def judge(arguments, config, reverse_config, strategy, config_path, out_path):
                **reverse.label_free_scores(target_probabilities), "domain_accuracy": None}
     if run.domain_networks is not None:
         pixels = [np.concatenate(list(reverse.pixel_batches(domain))) for domain in (validation, data.target_test)]
-        results["domain_accuracy"] = evaluation.domain_accuracy(run, *pixels)["overall"]
+        results["domain_accuracy"] = metrics.domain_accuracy(run, *pixels)["overall"]
     print(f"{run.name}: source validation accuracy {results['source_validation_accuracy']:.4f} on "
           f"{len(validation)} images ({validation_name}), information maximisation "
           f"{results['information_maximization']:.4f}.")
@@ -195,16 +199,16 @@ def main(arguments, program="reverse_validation.py"):
         with scripts.stop_signals_raised():
             parsed = parse_arguments(arguments)
             config, config_path = read_run_config(parsed)
-            reverse_name = parsed.run_name or f"{evaluation.run_name(parsed.model)}-reverse"
+            reverse_name = parsed.run_name or f"{trained_run.run_name(parsed.model)}-reverse"
             out_path = parsed.out or (
-                os.path.join("results", evaluation.run_name(parsed.model), "label_free_scores.json")
+                os.path.join("results", trained_run.run_name(parsed.model), "label_free_scores.json")
                 if parsed.scores_only else os.path.join("logs", reverse_name, "reverse_validation.json"))
             check_writable(out_path)
             policy, _ = precision.resolve(config.precision)
             config = dataclasses.replace(config, precision=policy)
             reverse_config = reverse_run_config(config, parsed.epochs, reverse_name)
             # Before any op runs: threads and devices cannot change afterwards.
-            strategy = system.configure_for(reverse_config)
+            strategy = devices.configure_for(reverse_config)
             results = judge(parsed, config, reverse_config, strategy, config_path, out_path)
     except (UsageError, ValueError, DataError, DistributionError, OSError, train.TrainingError) as error:
         # ModelError is a ValueError: a missing classifier or an unreadable config.

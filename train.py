@@ -16,7 +16,7 @@ TensorBoard: tensorboard --logdir logs
 """
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup
+import utils.runtime.startup
 
 import contextlib
 import dataclasses
@@ -34,15 +34,20 @@ from tqdm import tqdm
 
 from config import parse_overrides, preset_config, usage
 from model.step import DANNStep
-from utils import distribution, folders, pipeline, precision, system
-from utils.distribution import DistributionError
+from utils.runtime import distribution
+from utils.data import folders
+from utils.data import pipeline
+from utils.runtime import precision
+from utils.runtime import devices
+from utils.errors import DistributionError
 from utils.files import atomic_path, write_text_atomic
-from utils.image_folders import load_folder_data
-from utils.mnistm import build_mnistm, load_mnistm, pixel_mean
-from utils.reverse_validation import validation_split
+from utils.data.training_data import folder_data as load_folder_data
+from utils.data.mnistm import build_mnistm, load_mnistm, pixel_mean
+from utils.selection.reverse_validation import validation_split
 from utils.scripts import run_main
-from utils.sources import DataError, load_mnist
-from utils.summaries import ScalarWriter, discard_after
+from utils.errors import DataError
+from utils.data.datasets import load_mnist
+from utils.training.summaries import ScalarWriter, discard_after
 
 EVALUATION_BATCH_SIZE = 1000
 
@@ -103,7 +108,7 @@ class Trainer(DANNStep):
 
         dataset = self.strategy.distribute_datasets_from_function(replica_parts)
         # With several replicas the iterator warns, harmlessly, on stderr: filtered as at start-up.
-        with (utils.tensorflow_startup.startup_noise_filtered() if self.strategy.num_replicas_in_sync > 1
+        with (utils.runtime.startup.startup_noise_filtered() if self.strategy.num_replicas_in_sync > 1
               else contextlib.nullcontext()):
             self.iterator = iter(dataset)
 
@@ -489,7 +494,7 @@ def main(arguments, program="train.py"):
     config = dataclasses.replace(config, precision=policy)
     print(f"precision: {policy} ({reason})")
     try:
-        strategy = system.configure_for(config)
+        strategy = devices.configure_for(config)
         if config.uses_folders:
             if config.binarize_source:
                 print("binarize_source is on (the paper's MNIST recipe): every source pixel value > 0 "

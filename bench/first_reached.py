@@ -16,9 +16,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.tensorflow_startup  # noqa: E402, F401
+import utils.runtime.startup  # noqa: E402, F401
 
-from utils import summaries  # noqa: E402
+from utils.training import summaries  # noqa: E402
 
 TAG = "val/target_acc"
 PAPER_AND_REFERENCE = (0.7666, 0.80, 0.85)  # The paper's DANN; two steps towards the post's 0.871.

@@ -31,10 +31,10 @@ from scipy import stats
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.tensorflow_startup  # noqa: E402, F401
+import utils.runtime.startup  # noqa: E402, F401
 
 from config import Config, preset_config  # noqa: E402
-from utils.evaluation import read_config  # noqa: E402
+from utils.evaluation.trained_run import read_config  # noqa: E402
 from utils.files import write_text_atomic  # noqa: E402
 
 SCORES = {

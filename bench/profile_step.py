@@ -28,7 +28,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.tensorflow_startup  # noqa: E402, F401
+import utils.runtime.startup  # noqa: E402, F401
 
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
@@ -36,7 +36,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 import train  # noqa: E402
 import train_speed  # noqa: E402
 from config import Config  # noqa: E402
-from utils import system  # noqa: E402
+from utils.runtime import devices  # noqa: E402
 
 # "while/body/_1/gradient_tape/while/feature_extractor_3/conv2_1/convolution/Conv2DBackpropFilter:
 # _MklNativeConv2DBackpropFilterWithBias": the network, the layer and the kernel that ran.
@@ -91,7 +91,7 @@ def main(arguments):
 
     config = Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm, precision=arguments.precision,
                     log_dir=os.path.join(arguments.logdir, "run"), checkpoint_dir=os.path.join(arguments.logdir, "run"))
-    system.configure_for(config)
+    devices.configure_for(config)
     trainer = train.Trainer(config, *train.load_data(config))
     calls = max(1, arguments.steps // config.steps_per_call)
     steps_per_call = tf.constant(config.steps_per_call)

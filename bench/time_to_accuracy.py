@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.tensorflow_startup  # noqa: E402, F401
+import utils.runtime.startup  # noqa: E402, F401
 
 import train  # noqa: E402
 
@@ -32,7 +32,7 @@ import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
 from config import parse_overrides, preset_config, usage  # noqa: E402
-from utils import system  # noqa: E402
+from utils.runtime import devices  # noqa: E402
 
 PAPER_TARGET_ACCURACY = 0.7666  # Ganin & Lempitsky (2015), table 1, MNIST -> MNIST-M.
 
@@ -94,7 +94,7 @@ def main(arguments):
         config = preset_config(**overrides, log_dir=os.path.join(scratch, "logs"),
                         checkpoint_dir=os.path.join(scratch, "checkpoints"))
         setup_started = time.perf_counter()
-        system.configure_for(config)
+        devices.configure_for(config)
         # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
         trainer = TimedTrainer(config, *train.load_data(config))
         setup_seconds = time.perf_counter() - setup_started

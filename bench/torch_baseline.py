@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
-from utils.mnistm import load_mnistm  # noqa: E402
-from utils.sources import load_mnist  # noqa: E402
+from utils.data.mnistm import load_mnistm  # noqa: E402
+from utils.data.datasets import load_mnist  # noqa: E402
 
 
 class ReverseGradient(torch.autograd.Function):

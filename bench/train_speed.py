@@ -24,7 +24,7 @@ Where the CPU has no native bfloat16 (AVX512_BF16 or AMX), both frameworks
 emulate it, and the bfloat16 rates show what that costs.
 
 The project's step runs with the project's own devices and thread settings
-(utils/system.py: batch_shards slices side by side on one device);
+(utils/devices.py: batch_shards slices side by side on one device);
 --batch_shards, --strategy, --cpu_devices and the thread counts change them.
 
 Work per step is counted from the layer shapes: forward multiply-adds per
@@ -51,7 +51,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.tensorflow_startup  # noqa: E402, F401
+import utils.runtime.startup  # noqa: E402, F401
 
 import train  # noqa: E402
 from model.step import accuracy, cross_entropy  # noqa: E402
@@ -63,9 +63,11 @@ import tensorflow as tf  # noqa: E402
 import batches  # noqa: E402
 import machine  # noqa: E402
 from config import Config  # noqa: E402
-from model import DANN  # noqa: E402
-from utils import precision, scripts, system  # noqa: E402
-from utils.sources import DataError  # noqa: E402
+from model import Networks  # noqa: E402
+from utils.runtime import precision  # noqa: E402
+from utils import scripts  # noqa: E402
+from utils.runtime import devices  # noqa: E402
+from utils.errors import DataError  # noqa: E402
 
 
 def layer_macs_per_image(network):
@@ -128,7 +130,7 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call, strategy):
 
 def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
     """An eager loop as DANN code ported from TF1 usually reads; see the module docstring."""
-    networks = DANN(config)
+    networks = Networks(config)
     variables = networks.trainable_variables
     optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
     writer = tf.summary.create_file_writer(log_dir)
@@ -196,7 +198,7 @@ def print_baseline(arguments):
     """The eager baseline alone (its own process, so TensorFlow's default thread pools)."""
     with tempfile.TemporaryDirectory(prefix="dann-bench-baseline-") as scratch:
         config = bench_config(arguments, scratch)
-        system.configure(config.seed, config.deterministic)
+        devices.configure(config.seed, config.deterministic)
         mnist, mnistm = load_data(config)
         print(json.dumps(measure_seed_style_baseline(config, mnist, mnistm, arguments.seconds,
                                                      os.path.join(scratch, "baseline"))))
@@ -249,10 +251,10 @@ def parse_arguments(arguments):
                         help="Logical CPU devices, as config cpu_devices (default: config.py's).")
     parser.add_argument("--intra_op_threads", type=int, default=0,
                         help="With either thread count set, both replace the project's settings "
-                             "(utils/system.py); 0 there: TensorFlow's default.")
+                             "(utils/devices.py); 0 there: TensorFlow's default.")
     parser.add_argument("--inter_op_threads", type=int, default=0,
                         help="With either thread count set, both replace the project's settings "
-                             "(utils/system.py); 0 there: TensorFlow's default.")
+                             "(utils/devices.py); 0 there: TensorFlow's default.")
     parser.add_argument("--measure", choices=("all", "baseline"), default="all",
                         help=argparse.SUPPRESS)  # 'baseline': the eager loop alone, for a subprocess.
     parser.add_argument("--skip_baseline", action="store_true", help="Time only the project's step.")
@@ -284,9 +286,9 @@ def measure_all(arguments):
     with tempfile.TemporaryDirectory(prefix="dann-bench-") as scratch:
         config = bench_config(arguments, scratch)
         # Thread pools are fixed when TensorFlow first runs an op: the
-        # project's own settings (utils/system.py), or the overrides.
+        # project's own settings (utils/devices.py), or the overrides.
         overridden = arguments.inter_op_threads or arguments.intra_op_threads
-        strategy = system.configure_for(config, threads=(
+        strategy = devices.configure_for(config, threads=(
             (arguments.inter_op_threads, arguments.intra_op_threads) if overridden else None))
         mnist, mnistm = load_data(config)
         print(f"project step: {arguments.steps_per_call} steps per call, {arguments.seconds:.0f} s ...", flush=True)

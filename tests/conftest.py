@@ -13,9 +13,9 @@ from PIL import Image
 
 import train
 from config import Config
-from utils import system
-from utils.official_mnistm import IMAGE_FOLDER, LABELS_FILE
-from utils.sources import BSDS_TRAIN_FOLDER
+from utils.runtime import devices
+from utils.data.official_mnistm import IMAGE_FOLDER, LABELS_FILE
+from utils.data.datasets import BSDS_TRAIN_FOLDER
 
 # The TensorBoard tags that train.py must write (issue #3).
 REQUIRED_TAGS = {
@@ -189,7 +189,7 @@ def tiny_config(tmp_path, **overrides):
 
 
 def make_trainer(config, arrays=None, **trainer_arguments):
-    system.configure(config.seed, config.deterministic)
+    devices.configure(config.seed, config.deterministic)
     return train.Trainer(config, *(arrays or tiny_training_arrays()), **trainer_arguments)
 
 

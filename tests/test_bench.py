@@ -98,7 +98,7 @@ def test_time_to_accuracy_reports_an_unreached_target_and_every_evaluation(tmp_p
 def test_first_reached_reads_the_first_evaluation_at_each_threshold(tmp_path):
     sys.path.insert(0, os.path.join(REPOSITORY, "bench"))
     import first_reached
-    from utils.summaries import ScalarWriter
+    from utils.training.summaries import ScalarWriter
 
     writer = ScalarWriter(str(tmp_path / "run"))
     for step, accuracy in [(100, 0.5), (1000, 0.78), (2000, 0.75), (3000, 0.81), (4000, 0.80)]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import write_fake_mnist, write_fake_mnistm
-from utils.summaries import read_scalars
+from utils.training.summaries import read_scalars
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,16 +27,16 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_A_FEW_STEPS = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-import utils.tensorflow_startup
+import utils.runtime.startup
 import pathlib
 import numpy as np
 import tensorflow as tf
 import train
 from conftest import tiny_config, tiny_training_arrays
-from utils import system
+from utils.runtime import devices
 config = tiny_config(pathlib.Path(sys.argv[4]).parent, strategy=sys.argv[2], cpu_devices=int(sys.argv[3]),
                      batch_shards=1, colour_source=True, ema_momentum=0.5)
-trainer = train.Trainer(config, *tiny_training_arrays(), strategy=system.configure_for(config))
+trainer = train.Trainer(config, *tiny_training_arrays(), strategy=devices.configure_for(config))
 trainer.train_steps(tf.constant(4))
 with trainer.evaluation_weights():
     averages = [variable.numpy() for variable in trainer.variables]

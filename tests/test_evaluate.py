@@ -17,8 +17,11 @@ from config import Config
 from conftest import (fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
                       write_fake_bsds_tgz, write_fake_mnist, write_fake_mnistm, write_official_layout)
 from test_scripts import stop_while_waiting
-from utils import evaluation, system
-from utils.mnistm import load_mnistm
+from utils.runtime import devices
+from utils.data.mnistm import load_mnistm
+from utils.evaluation import metrics
+from utils.evaluation import trained_run
+from utils.data import training_data
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def tiny_run(tmp_path_factory):
     write_official_layout(official, padded, mnist["y_test"])
     config = Config(epochs=1.0, batch_size=16, log_every=3, eval_every=3, checkpoint_every=3, steps_per_call=3,
                     run_name="tiny", log_dir=str(folder / "logs"), checkpoint_dir=str(folder / "checkpoints"))
-    system.configure(config.seed)
+    devices.configure(config.seed)
     final = train.Trainer(config, mnist, load_mnistm(str(folder / "mnist_m.npz"))).run()
     return {"folder": folder, "checkpoint": str(folder / "checkpoints" / "tiny"), "final": final,
             "data": ["--mnist", str(folder / "mnist.npz"), "--mnistm", str(folder / "mnist_m.npz")],
@@ -71,7 +74,7 @@ def test_a_run_with_a_moving_average_evaluates_the_averaged_weights(tiny_run, tm
     config = Config(epochs=1.0, batch_size=16, eval_every=3, checkpoint_every=3, steps_per_call=3,
                     ema_momentum=0.5, run_name="tiny_ema", log_dir=str(tmp_path / "logs"),
                     checkpoint_dir=str(tmp_path / "checkpoints"))
-    system.configure(config.seed)
+    devices.configure(config.seed)
     mnist = dict(np.load(tiny_run["data"][1]))
     final = train.Trainer(config, mnist, load_mnistm(tiny_run["data"][3])).run()
     out = tmp_path / "evaluation.json"
@@ -96,7 +99,7 @@ def test_mnistm_train_adds_the_train_labels_accuracy(tiny_run, tmp_path):
     assert run_evaluate(tiny_run, out, "--mnistm-train") == 0
     results = json.loads(out.read_text())
     mnistm = load_mnistm(str(tiny_run["folder"] / "mnist_m.npz"))
-    classifier = evaluation.load_classifier(tiny_run["checkpoint"] + "/classifier.keras")
+    classifier = trained_run.load_classifier(tiny_run["checkpoint"] + "/classifier.keras")
     predictions = np.argmax(classifier(mnistm["x_train"].astype(np.float32))["logits"], axis=-1)
     assert results["test_images"]["mnistm_train"] == len(mnistm["x_train"]) == 48
     assert results["mnistm_train_accuracy"] == pytest.approx(np.mean(predictions == mnistm["y_train"]))
@@ -185,17 +188,17 @@ def test_a_run_without_its_export_is_measured_at_its_latest_checkpoint(tmp_path,
     with pytest.raises(train.TrainingStopped):
         trainer.run()
     folder = tmp_path / "checkpoints" / "stopped"
-    assert not (folder / evaluation.EXPORT_NAME).exists()
-    test_sets = evaluation.load_test_sets(data[1], data[3], binarize_source=True)
+    assert not (folder / trained_run.EXPORT_NAME).exists()
+    test_sets = training_data.load_test_sets(data[1], data[3], binarize_source=True)
     pixels = test_sets["mnistm"][0].astype(np.float32)
     # The classifier the export would hold: the weights, or with EMA their averages.
     with trainer.evaluation_weights():
         expected = trainer.networks.classifier(trainer.pixel_mean)
-        expected_logits = evaluation.predict_logits(expected, pixels)
-        expected_accuracy = {name: evaluation.accuracy(evaluation.confusion_matrix(expected, *test_set))
+        expected_logits = trained_run.predict_logits(expected, pixels)
+        expected_accuracy = {name: metrics.accuracy(metrics.confusion_matrix(expected, *test_set))
                              for name, test_set in test_sets.items()}
     if "ema_momentum" in settings:
-        assert not np.allclose(evaluation.predict_logits(expected, pixels), expected_logits, atol=1e-4)
+        assert not np.allclose(trained_run.predict_logits(expected, pixels), expected_logits, atol=1e-4)
 
     out = tmp_path / "evaluation.json"
     assert evaluate.main(["--model", str(folder), "--out", str(out), *data]) == 0
@@ -206,10 +209,10 @@ def test_a_run_without_its_export_is_measured_at_its_latest_checkpoint(tmp_path,
     assert results["domain_accuracy"] is not None
     assert "its latest checkpoint, step 6: the folder holds no classifier.keras yet" in capsys.readouterr().out
     # Closer than the accuracies: the same logits, so the same weights and pixel mean.
-    run = evaluation.load_run(str(folder), training_pixel_mean=lambda config: (
-        evaluation.mnist_training_pixel_mean(config, data[1], data[3])))
+    run = trained_run.load_run(str(folder), training_pixel_mean=lambda config: (
+        training_data.mnist_pixel_mean_from_files(config, data[1], data[3])))
     assert run.checkpoint_step == 6
-    np.testing.assert_allclose(evaluation.predict_logits(run.classifier, pixels), expected_logits, atol=1e-5)
+    np.testing.assert_allclose(trained_run.predict_logits(run.classifier, pixels), expected_logits, atol=1e-5)
 
 
 def test_without_model_and_pretrained_weights_it_says_what_to_do(tmp_path, monkeypatch, capsys):
@@ -228,13 +231,13 @@ def test_the_confusion_matrix_sums_counts_over_uneven_batches():
         return np.eye(10)[batch[:, 0, 0, 0].astype(int) % 10]
 
     predictions = images[:, 0, 0, 0].astype(int) % 10
-    confusion = evaluation.confusion_matrix(classifier, images, labels, batch_size=5)
+    confusion = metrics.confusion_matrix(classifier, images, labels, batch_size=5)
     assert confusion.sum() == 23
     expected = np.zeros((10, 10), int)
     np.add.at(expected, (labels, predictions), 1)
     np.testing.assert_array_equal(confusion, expected)
-    assert evaluation.accuracy(confusion) == pytest.approx(np.mean(predictions == labels))
-    per_class = evaluation.per_class_accuracy(confusion)
+    assert metrics.accuracy(confusion) == pytest.approx(np.mean(predictions == labels))
+    per_class = metrics.per_class_accuracy(confusion)
     assert per_class[9] is None
     assert per_class[labels[0]] == pytest.approx(np.mean(predictions[labels == labels[0]] == labels[0]))
 

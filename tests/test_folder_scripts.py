@@ -17,7 +17,7 @@ import evaluate
 import train
 from conftest import write_fake_mnist, write_fake_mnistm
 from test_folders import CLASSES, write_class_folder, write_image
-from utils import image_folders
+from utils.data import image_files
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = ["--epochs", "2", "--batch_size", "8", "--log_every", "2", "--eval_every", "2",
@@ -64,7 +64,7 @@ def test_evaluate_measures_a_labelled_folder(folder_run, capsys):
     results = json.loads(out.read_text())
     model = keras.models.load_model(folder_run / "checkpoints" / "folders" / "classifier.keras")
     paths = sorted((folder_run / "target_test").glob("*/*.png"))
-    pixels = np.stack([image_folders.decode_file(tf.constant(str(path)), (32, 32, 3)).numpy() for path in paths])
+    pixels = np.stack([image_files.decode_file(tf.constant(str(path)), (32, 32, 3)).numpy() for path in paths])
     predicted = np.argmax(model(pixels.astype(np.float32))["logits"], axis=-1)
     truth = np.array([CLASSES.index(path.parent.name) for path in paths])
     assert results["images"] == 6 and results["accuracy"] == pytest.approx(np.mean(predicted == truth))
@@ -87,7 +87,7 @@ def test_predict_writes_one_row_per_image_with_the_class_probabilities(folder_ru
     assert [row["path"] for row in rows] == ["a.png", "b.jpg", os.path.join("sub", "c.bmp")]
     model = keras.models.load_model(folder_run / "checkpoints" / "folders" / "classifier.keras")
     for row in rows:
-        pixels = image_folders.decode_file(tf.constant(str(unlabelled / row["path"])), (32, 32, 3)).numpy()
+        pixels = image_files.decode_file(tf.constant(str(unlabelled / row["path"])), (32, 32, 3)).numpy()
         expected = model(pixels[None].astype(np.float32))["probabilities"].numpy()[0]
         written = [float(row[f"probability_{name}"]) for name in CLASSES]
         np.testing.assert_allclose(written, expected, atol=2e-6)
@@ -226,7 +226,7 @@ def test_export_folders_writes_mnist_and_mnistm_as_class_subfolders(tmp_path, ca
             images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
             for index in (0, len(labels) - 1):
                 path = out / domain / split / str(labels[index]) / f"{index:0{len(str(len(labels)))}d}.png"
-                decoded = image_folders.decode_file(tf.constant(str(path)), (28, 28, 3)).numpy()
+                decoded = image_files.decode_file(tf.constant(str(path)), (28, 28, 3)).numpy()
                 expected = images[index] if images.ndim == 4 else np.repeat(images[index][..., None], 3, -1)
                 np.testing.assert_array_equal(decoded, expected)
             assert len(list((out / domain / split).glob("*/*.png"))) == len(labels)
@@ -264,7 +264,7 @@ def test_the_digits_tool_writes_scikit_learns_digits_as_class_folders(tmp_path):
     digits = load_digits()
     assert len(list((tmp_path / "digits").glob("*/*.png"))) == len(digits.target) == 1797
     path = tmp_path / "digits" / str(digits.target[5]) / "0005.png"
-    decoded = image_folders.decode_file(tf.constant(str(path)), (16, 16, 1)).numpy()
+    decoded = image_files.decode_file(tf.constant(str(path)), (16, 16, 1)).numpy()
     assert decoded.shape == (16, 16, 1)
     np.testing.assert_array_equal(np.asarray(Image.open(path)),
                                   np.round(digits.images[5] * 255 / 16).astype(np.uint8))

@@ -11,8 +11,10 @@ from PIL import Image
 
 import train
 from config import Config
-from utils import folders, image_folders, pipeline
-from utils.sources import DataError
+from utils.data import folders
+from utils.data import image_files
+from utils.data import pipeline
+from utils.errors import DataError
 
 CLASSES = ("cat", "dog", "emu")
 
@@ -68,19 +70,19 @@ def test_each_format_decodes_to_the_configured_shape(tmp_path, image_format, mod
     path = tmp_path / f"image.{image_format.lower()}"
     image.save(path, format=image_format)
     for shape in ((28, 28, 3), (32, 32, 1)):
-        decoded = image_folders.decode_file(tf.constant(str(path)), shape).numpy()
+        decoded = image_files.decode_file(tf.constant(str(path)), shape).numpy()
         assert decoded.shape == shape and decoded.dtype == np.uint8
     # Resized as image_dataset_from_directory resizes: bilinear, without keeping the aspect ratio.
     expected = tf.image.resize(np.asarray(image.convert("RGB")), [28, 28], method="bilinear").numpy()
     if image_format in ("PNG", "BMP"):  # Lossless: the same pixels in.
-        np.testing.assert_array_equal(image_folders.decode_file(tf.constant(str(path)), (28, 28, 3)).numpy(),
+        np.testing.assert_array_equal(image_files.decode_file(tf.constant(str(path)), (28, 28, 3)).numpy(),
                                       np.round(expected).astype(np.uint8))
 
 
 def test_an_image_of_the_configured_size_keeps_its_exact_pixels(tmp_path):
     pixels = np.random.default_rng(2).integers(0, 256, (28, 28), dtype=np.uint8)
     write_image(tmp_path / "digit.png", pixels)
-    decoded = image_folders.decode_file(tf.constant(str(tmp_path / "digit.png")), (28, 28, 3)).numpy()
+    decoded = image_files.decode_file(tf.constant(str(tmp_path / "digit.png")), (28, 28, 3)).numpy()
     np.testing.assert_array_equal(decoded, np.repeat(pixels[..., None], 3, axis=-1))
 
 
@@ -108,8 +110,8 @@ def folder_config(tmp_path, **overrides):
 def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_training_feeds(tmp_path):
     written = {**write_class_folder(tmp_path / "source", seed=3), **write_class_folder(tmp_path / "target", seed=4)}
     config = folder_config(tmp_path, binarize_source=False)
-    parts, _ = image_folders.scan(config)
-    data = image_folders.load_folder_data(config, log=lambda line: None)
+    parts, _ = image_files.scan(config)
+    data = image_files.load_folder_data(config, log=lambda line: None)
     for name in ("source", "target", "source_test", "target_test"):
         domain = getattr(data, name)
         expected = [written[path] for path in parts[name].paths]
@@ -117,7 +119,7 @@ def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_traini
         assert domain.labels.numpy().tolist() == [label for _, label in expected]
     training = np.concatenate([data.source.images.numpy(), data.target.images.numpy()])
     np.testing.assert_allclose(data.pixel_mean, training.reshape(-1, 3).mean(axis=0), rtol=1e-6)
-    binarised = image_folders.load_folder_data(folder_config(tmp_path), log=lambda line: None)
+    binarised = image_files.load_folder_data(folder_config(tmp_path), log=lambda line: None)
     source_binarised = np.where(data.source.images.numpy() > 0, 255, 0)
     expected_mean = np.concatenate([source_binarised, data.target.images.numpy()]).reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(binarised.pixel_mean, expected_mean, rtol=1e-6)
@@ -126,8 +128,8 @@ def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_traini
 def test_streamed_folders_give_the_same_batches_and_evaluation_as_folders_in_memory(tmp_path):
     write_class_folder(tmp_path / "source", size=(36, 30), seed=5)
     write_class_folder(tmp_path / "target", size=(20, 28), seed=6)
-    in_memory = image_folders.load_folder_data(folder_config(tmp_path), log=lambda line: None)
-    streamed = image_folders.load_folder_data(folder_config(tmp_path, in_memory_mb=0), log=lambda line: None)
+    in_memory = image_files.load_folder_data(folder_config(tmp_path), log=lambda line: None)
+    streamed = image_files.load_folder_data(folder_config(tmp_path, in_memory_mb=0), log=lambda line: None)
     assert isinstance(streamed.source, pipeline.FileDomain) and isinstance(streamed.target_test, pipeline.FileDomain)
     assert not isinstance(in_memory.source, pipeline.FileDomain)
     assert streamed.pixel_mean == pytest.approx(in_memory.pixel_mean)
@@ -149,14 +151,14 @@ def test_target_only_needs_target_labels(tmp_path):
     write_class_folder(tmp_path / "source")
     write_class_folder(tmp_path / "target", classes=("",))
     with pytest.raises(DataError, match="target_only trains on target labels"):
-        image_folders.load_folder_data(folder_config(tmp_path, mode="target_only"), log=lambda line: None)
+        image_files.load_folder_data(folder_config(tmp_path, mode="target_only"), log=lambda line: None)
 
 
 def test_an_unlabelled_target_trains_and_reports_the_domain_accuracy_only(tmp_path):
     write_class_folder(tmp_path / "source")
     write_class_folder(tmp_path / "target", classes=("",))
     config = folder_config(tmp_path)
-    trainer = train.Trainer(config, data=image_folders.load_folder_data(config, log=lambda line: None))
+    trainer = train.Trainer(config, data=image_files.load_folder_data(config, log=lambda line: None))
     final = trainer.run()
     assert "val/source_acc" in final and "val/domain_acc" in final
     assert "val/target_acc" not in final and "val/target_loss" not in final
@@ -164,9 +166,9 @@ def test_an_unlabelled_target_trains_and_reports_the_domain_accuracy_only(tmp_pa
 
 @pytest.mark.parametrize("kernel_size, side", [(5, 16), (3, 10), (7, 22)])
 def test_the_smallest_image_size_builds_a_one_pixel_feature_map(kernel_size, side):
-    from model import DANN
+    from model import Networks
 
-    networks = DANN(Config(kernel_size=kernel_size, image_size=side))
+    networks = Networks(Config(kernel_size=kernel_size, image_size=side))
     assert networks.feature_extractor.output_shape == (None, 1 * 1 * 48)
     with pytest.raises(ValueError):
         Config(kernel_size=kernel_size, image_size=side - 1)
@@ -242,18 +244,18 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_decoding(tmp_path, mo
     monkeypatch.setattr(image_folders, "decoded_batches", refuse_decoding)
     # Memory for the networks and one batch, not for the pixels as well.
     small = folder_config(tmp_path, precision="float32", in_memory_mb=10**6, batch_size=64)
-    batch = image_folders.training_batch_bytes(small)
-    assert batch > image_folders.trained_dense_bytes(small)[1]
+    batch = image_files.training_batch_bytes(small)
+    assert batch > image_files.trained_dense_bytes(small)[1]
     monkeypatch.setattr(image_folders, "available_memory", lambda: batch + 1000)
     for overrides, remedy in ((dict(image_size=1000), "lower --image_size."),
                               (dict(batch_size=128), "lower --batch_size or --image_size."),
                               ({}, "lower --in_memory_mb, to decode them from disk batch by batch")):
         with pytest.raises(DataError, match=f"would need .* MB of memory, and .* MB are available: {remedy}"):
-            image_folders.load_folder_data(dataclasses.replace(small, **overrides), log=lambda line: None)
+            image_files.load_folder_data(dataclasses.replace(small, **overrides), log=lambda line: None)
 
 
 def test_evaluation_refuses_images_that_cannot_fit_in_memory_before_decoding(tmp_path, monkeypatch):
-    from utils import folder_evaluation
+    from utils.evaluation import folder_evaluation
 
     write_class_folder(tmp_path / "labelled", per_class=1)
     run = types.SimpleNamespace(image_shape=(32, 32, 3), class_names=CLASSES, classifier=None)
@@ -265,4 +267,4 @@ def test_evaluation_refuses_images_that_cannot_fit_in_memory_before_decoding(tmp
 
 
 def test_the_available_memory_is_known_here():
-    assert 0 < image_folders.available_memory() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < image_files.available_memory() <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -10,10 +10,11 @@ from PIL import Image
 
 import create_mnistm
 from conftest import fake_backgrounds, fake_mnist_arrays, replace_arrays, write_fake_bsds_tgz, write_fake_mnist
-from utils import mnistm
+from utils.data import mnistm
 from utils.mnistm import (arrays_sha256, build_mnistm, draw_crop_positions, load_mnistm,
                           make_mnistm_images)
-from utils.sources import DataError, load_bsds_train_images, load_mnist
+from utils.errors import DataError
+from utils.data.datasets import load_bsds_train_images, load_mnist
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from conftest import write_official_layout
-from utils.official_mnistm import IMAGE_FOLDER, LABELS_FILE, load_official_mnistm_test
-from utils.sources import DataError
+from utils.data.official_mnistm import IMAGE_FOLDER, LABELS_FILE, load_official_mnistm_test
+from utils.errors import DataError
 
 
 def random_images(count, size=32, seed=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from utils import pipeline
+from utils.data import pipeline
 
 PIXEL_MEAN = [100.0, 110.0, 120.0]
 

@@ -7,9 +7,9 @@ import plot_curves
 import plot_tsne
 from config import Config
 from conftest import REQUIRED_TAGS, write_fake_mnist, write_fake_mnistm
-from model import DANN
+from model import Networks
 from utils import plots
-from utils.summaries import ScalarWriter
+from utils.training.summaries import ScalarWriter
 
 
 def write_fake_run_logs(folder, tags=REQUIRED_TAGS, steps=(100, 200, 300)):
@@ -56,7 +56,7 @@ def test_the_tsne_command_draws_one_panel_per_model(tmp_path, capsys):
     mnist = write_fake_mnist(str(tmp_path / "mnist.npz"), test_count=20)
     write_fake_mnistm(tmp_path / "mnist_m.npz", mnist)
     # Untrained weights are enough to exercise the figure; the command does not care how good they are.
-    DANN(Config()).classifier([120.0, 110.0, 100.0]).save(str(tmp_path / "untrained.keras"))
+    Networks(Config()).classifier([120.0, 110.0, 100.0]).save(str(tmp_path / "untrained.keras"))
     out = tmp_path / "figures" / "tsne.png"
     model = str(tmp_path / "untrained.keras")
     assert plot_tsne.main(["--source-only", model, "--dann", model, "--count", "15", "--threads", "1",

@@ -8,7 +8,7 @@ import tensorflow as tf
 from config import Config
 from conftest import make_trainer, paper_schedules, tiny_config, trained_weights as weights
 from test_step import expected_gradients, random_batch, reference_logits
-from utils import precision
+from utils.runtime import precision
 
 
 def test_auto_picks_float32_without_native_bfloat16():

@@ -6,20 +6,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from utils import evaluation, pipeline
-from utils.sources import load_mnist
+from utils.data import pipeline
+from utils.data.datasets import load_mnist
+from utils.evaluation import metrics
+from utils.evaluation import trained_run
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = 1000  # The first MNIST test digits: enough to tell 0.98 from 0.7.
 
 
 def accuracy(classifier, images, labels):
-    return evaluation.accuracy(evaluation.confusion_matrix(classifier, images, labels))
+    return metrics.accuracy(metrics.confusion_matrix(classifier, images, labels))
 
 
 @pytest.mark.parametrize("preset", ["paper", "long"])
 def test_the_shipped_weights_load_as_a_run_of_their_preset(preset, real_data_dir):
-    run = evaluation.load_run(os.path.join(REPOSITORY, "pretrained", preset))
+    run = trained_run.load_run(os.path.join(REPOSITORY, "pretrained", preset))
     assert run.config.preset == preset and run.config.mode == "dann"
     _, _, images, labels = load_mnist(os.path.join(real_data_dir, "mnist.npz"))
     digits = pipeline.source_to_rgb(images[:DIGITS], binarize=run.config.binarize_source)

@@ -17,9 +17,9 @@ from conftest import TRAIN_SIZE, tiny_config, tiny_training_arrays
 from test_folder_scripts import TINY_RUN
 from test_folders import write_class_folder
 from test_scripts import stop_while_waiting
-from utils import system
-from utils import reverse_validation as reverse
-from utils.mnistm import build_mnistm
+from utils.runtime import devices
+from utils.selection import reverse_validation as reverse
+from utils.data.mnistm import build_mnistm
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -121,7 +121,7 @@ def tiny_run(tmp_path_factory):
     np.savez(folder / "mnist.npz", **mnist)
     np.savez(folder / "mnist_m.npz", **mnistm)
     config = tiny_config(folder, source_validation_fraction=0.25, run_name="tiny")
-    system.configure(config.seed, config.deterministic)
+    devices.configure(config.seed, config.deterministic)
     train.Trainer(config, mnist, mnistm).run()
     return folder
 

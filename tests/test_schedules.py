@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from utils import schedules
+from model import schedules
 
 
 @pytest.mark.parametrize("progress, expected", [

@@ -18,7 +18,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # signal sent once that line is read reaches the script while it loads its data.
 RUN_WAITING_IN = """
 import importlib, runpy, sys, time
-import utils.tensorflow_startup
+import utils.runtime.startup
 script, module_name, function_name = sys.argv[1:4]
 sys.argv = [script, *sys.argv[4:]]
 

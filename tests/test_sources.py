@@ -19,8 +19,9 @@ from PIL import Image
 
 import create_mnistm
 from conftest import encode, fake_backgrounds, truncate, write_fake_bsds_tgz, write_fake_mnist
-from utils import sources
-from utils.sources import BSDS_SHA256, BSDS_URLS, DataError, load_bsds_train_images, load_mnist
+from utils.data import datasets
+from utils.data.datasets import BSDS_SHA256, BSDS_URLS, load_bsds_train_images, load_mnist
+from utils.errors import DataError
 
 
 def decode(data):

@@ -1,4 +1,6 @@
 """The DANN step against an independent computation, and the conventions it must keep.
+from utils.evaluation import metrics
+from utils.evaluation import trained_run
 
 The expected values are computed here from the trainer's weights with plain
 TensorFlow ops (convolution, pooling, matrix products, log-softmax), not with
@@ -13,7 +15,6 @@ import tensorflow as tf
 
 from conftest import (SOURCE_TEST_SIZE, TARGET_TEST_SIZE, make_trainer, paper_schedules, tiny_config,
                       tiny_training_arrays, trained_weights as weights)
-from utils import evaluation
 
 HALF_BATCH = 16  # tiny_config's batch_size is 32.
 FEATURE_VARIABLES = 4  # conv1 kernel and bias, conv2 kernel and bias.
@@ -165,11 +166,11 @@ def test_domain_label_0_is_source_and_1_is_target_in_validation(tmp_path, domain
 def test_domain_label_0_is_source_and_1_is_target_in_evaluate(tmp_path, domain):
     trainer = make_trainer(tiny_config(tmp_path))
     set_domain_prediction(trainer, domain)
-    run = evaluation.TrainedRun("tiny", trainer.networks.classifier(trainer.pixel_mean), trainer.config, "",
+    run = trained_run.TrainedRun("tiny", trainer.networks.classifier(trainer.pixel_mean), trainer.config, "",
                                 domain_networks=trainer.networks)
     mnist, mnistm = tiny_training_arrays()
     source = np.repeat(mnist["x_test"][..., None], 3, axis=-1)
-    result = evaluation.domain_accuracy(run, source, mnistm["x_test"])
+    result = metrics.domain_accuracy(run, source, mnistm["x_test"])
     assert (result["source"], result["target"]) == ((1.0, 0.0) if domain == 0 else (0.0, 1.0))
 
 

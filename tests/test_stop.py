@@ -15,7 +15,7 @@ import tensorflow as tf
 import train
 from config import parse_overrides, preset_config
 from conftest import make_trainer, stop_at, tiny_config, write_fake_mnist, write_fake_mnistm
-from utils.summaries import read_scalars
+from utils.training.summaries import read_scalars
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

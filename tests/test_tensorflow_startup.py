@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from utils.tensorflow_startup import startup_noise_filtered
+from utils.runtime.startup import startup_noise_filtered
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,10 +15,10 @@ import train
 from config import Config, parse_overrides
 from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
                       tiny_training_arrays, trained_weights as weights, write_fake_mnist, write_fake_mnistm)
-from model import DANN, step
-from utils import precision
-from utils.sources import load_mnist
-from utils.summaries import read_scalars
+from model import Networks, step
+from utils.runtime import precision
+from utils.data.datasets import load_mnist
+from utils.training.summaries import read_scalars
 
 
 def test_a_short_run_writes_logs_config_checkpoint_and_export(tmp_path):
@@ -214,7 +214,7 @@ def domain_gradients(networks, images, strength):
 
 
 def test_in_dann_the_features_ascend_the_domain_loss():
-    networks = DANN(Config())
+    networks = Networks(Config())
     images = tf.random.normal([4, 28, 28, 3], seed=6)
     reversed_gradient, own_gradient = domain_gradients(networks, images, strength=0.8)
     assert np.abs(own_gradient.numpy()).sum() > 0

@@ -20,8 +20,8 @@ from sklearn.datasets import load_digits
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.folders import write_image_folders  # noqa: E402
-from utils.sources import DataError  # noqa: E402
+from utils.data.folders import write_image_folders  # noqa: E402
+from utils.errors import DataError  # noqa: E402
 
 
 def main(arguments):

@@ -14,9 +14,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from utils import evaluation, folders
-from utils.image_folders import check_all_decoded, check_decoding_fits, decoded_batches
-from utils.sources import DataError
+from utils.data import folders
+from utils.data.image_files import check_all_decoded, check_decoding_fits, decoded_batches
+from utils.errors import DataError
+from utils.evaluation import metrics
+from utils.evaluation import trained_run
 
 # The export fixes the image size, so only the machine can change.
 MEMORY_REMEDY = "the export takes images of this size; free memory, or evaluate on a machine with more."
@@ -34,7 +36,7 @@ def labelled_folder_confusion(run, folder):
     decoded = np.zeros(len(images), bool)
     for indices, batch in decoded_batches(images.paths, run.image_shape):
         decoded[indices] = True
-        confusion += evaluation.confusion_matrix(run.classifier, batch, images.labels[indices])
+        confusion += metrics.confusion_matrix(run.classifier, batch, images.labels[indices])
     check_all_decoded(images.paths, decoded)
     return confusion
 
@@ -51,7 +53,7 @@ def predict_folder(run, folder):
     decoded = np.zeros(len(paths), bool)
     for indices, batch in decoded_batches(paths, run.image_shape):
         decoded[indices] = True
-        logits = evaluation.predict_logits(run.classifier, batch.astype(np.float32))
+        logits = trained_run.predict_logits(run.classifier, batch.astype(np.float32))
         probabilities[indices] = tf.nn.softmax(logits).numpy()
     check_all_decoded(paths, decoded)
     names = [run.class_names[index] for index in probabilities.argmax(axis=1)]

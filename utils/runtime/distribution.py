@@ -25,8 +25,6 @@ import shutil
 import tensorflow as tf
 
 
-class DistributionError(ValueError):
-    """A strategy that cannot start as configured: the message says what to do."""
 
 
 def split_cpu(cpu_devices):

@@ -22,9 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.networks import build_feature_extractor
-from utils import folders, pipeline
-from utils.reverse_validation import validation_split
-from utils.sources import DataError
+from utils.errors import DataError
 
 DECODE_BATCH = 256
 # Large images are decoded fewer at a time, so that a batch of them stays near this size.
@@ -150,90 +148,16 @@ def training_batch_bytes(config):
                                 + side * side * config.conv1_filters * activation_bytes)
 
 
-def pixel_sums(images, binarize):
-    """Per-channel int64 sums of uint8 images (N, H, W, C), as binarised (x > 0 -> 255) when asked."""
-    flat = images.reshape(-1, images.shape[-1])
-    return (np.count_nonzero(flat, axis=0) * 255 if binarize else flat.sum(axis=0, dtype=np.int64))
-
-
-def read_all(images, image_shape, keep, binarize=False):
-    """Decodes every file of an ImageList: (uint8 array or None when not kept, per-channel sums)."""
+def read_all(images, image_shape, keep, batch_sums=None):
+    """Decodes every file of an ImageList, checking that each decodes: the uint8 array, or None
+    when not kept; batch_sums(batch) is called on each decoded batch, for the pixel mean."""
     array = np.empty((len(images), *image_shape), np.uint8) if keep else None
     decoded = np.zeros(len(images), bool)
-    sums = np.zeros(image_shape[-1], np.int64)
     for indices, batch in decoded_batches(images.paths, image_shape):
         decoded[indices] = True
-        sums += pixel_sums(batch, binarize)
+        if batch_sums:
+            batch_sums(batch)
         if keep:
             array[indices] = batch
     check_all_decoded(images.paths, decoded)
-    return array, sums
-
-
-def scan(config):
-    """{part: ImageList} of the four parts (source, target and their tests), and the class names;
-    with source_validation_fraction, a fifth: source_validation, held out of the source."""
-    source = folders.scan_source(config.source_dir)
-    class_names = source.class_names
-    target = folders.scan_target(config.target_dir, class_names)
-    parts = {"source": source, "target": target}
-    for name, stream, test_folder in (("source", 0, config.source_test_dir), ("target", 1, config.target_test_dir)):
-        if test_folder:
-            parts[f"{name}_test"] = (folders.scan_labelled_test(test_folder, class_names) if name == "source"
-                                     else folders.scan_target(test_folder, class_names, "--target_test_dir", True))
-        else:
-            parts[name], parts[f"{name}_test"] = folders.held_out_split(
-                parts[name], config.held_out_fraction, config.held_out_seed, stream)
-    if config.source_validation_fraction:
-        train, validation = validation_split(len(parts["source"]), config.source_validation_fraction,
-                                             config.held_out_seed)
-        if not len(train) or not len(validation):
-            raise DataError(f"--source_dir '{config.source_dir}': {len(parts['source'])} training image(s) "
-                            f"are too few to hold {config.source_validation_fraction:g} of them out for "
-                            "validation. Add images, or set --source_validation_fraction 0.")
-        source = parts["source"]
-        parts["source"], parts["source_validation"] = source.subset(train), source.subset(validation)
-    return parts, class_names
-
-
-def load_folder_data(config, log=print):
-    """A pipeline.DomainData from the run's image folders (config.class_names must be set from them).
-
-    log receives one line per folder and the memory decision.
-    """
-    parts, class_names = scan(config)
-    if class_names != config.class_names:
-        raise DataError(f"--source_dir '{config.source_dir}' has the classes {', '.join(class_names)}, "
-                        f"but the config says {', '.join(config.class_names) or 'none'}: set class_names "
-                        "from the folder (train.py does).")
-    if config.mode == "target_only" and not parts["target"].labelled:
-        raise DataError(f"--mode target_only trains on target labels, and --target_dir "
-                        f"'{config.target_dir}' has none: put its images in subfolders named after the "
-                        f"source classes ({', '.join(config.class_names[:5])}...).")
-    image_bytes = int(np.prod(config.image_shape))
-    total_bytes = sum(len(images) for images in parts.values()) * image_bytes
-    total_megabytes = total_bytes / 2**20
-    in_memory = total_megabytes <= config.in_memory_mb
-    check_training_fits(config, total_bytes, in_memory)
-    check_decoding_fits(config.image_shape, "lower --image_size.")
-    log(f"{total_megabytes:.0f} MB of pixels at {config.image_size}x{config.image_size}x{config.image_channels}: "
-        + ("held in memory" if in_memory else f"above in_memory_mb ({config.in_memory_mb}), decoded from disk "
-           "batch by batch") + ". Checking every image first.")
-    domains, sums, pixel_count = {}, np.zeros(config.image_channels), 0
-    for name, images in parts.items():
-        binarize = name.startswith("source") and config.binarize_source
-        labels_note = f"{len(config.class_names)} classes" if images.labelled else "no labels"
-        log(f"  {name}: {len(images)} images ({labels_note})")
-        array, part_sums = read_all(images, config.image_shape, keep=in_memory, binarize=binarize)
-        domains[name] = (pipeline.Domain(array, images.labels, is_mnist=False, binarize=binarize) if in_memory
-                         else pipeline.FileDomain(images.paths, images.labels,
-                                                  lambda path: decode_file(path, config.image_shape),
-                                                  config.image_shape, binarize=binarize))
-        if name in ("source", "target"):
-            # The mean of what training feeds: random colours average 127.5 on every channel.
-            coloured = name == "source" and config.colour_source
-            sums = sums + (127.5 * len(images) * image_bytes / config.image_channels if coloured else part_sums)
-            pixel_count += len(images) * image_bytes // config.image_channels
-    return pipeline.DomainData(domains["source"], domains["target"], domains["source_test"],
-                               domains["target_test"], [float(value) for value in sums / pixel_count],
-                               source_validation=domains.get("source_validation"))
+    return array

@@ -2,7 +2,7 @@
 
 Each script imports this module before anything that imports TensorFlow or Keras:
 
-    import utils.tensorflow_startup  # noqa: F401  (first: TensorFlow's settings must precede it)
+    import utils.runtime.startup  # noqa: F401  (first: TensorFlow's settings must precede it)
 
 TF_CPP_MIN_LOG_LEVEL=1 hides TensorFlow's INFO lines and keeps its warnings
 and errors. It cannot hide what TensorFlow's libraries log while they load,

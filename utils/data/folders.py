@@ -23,9 +23,8 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
-
-from utils.sources import DataError
+from utils.data import splits
+from utils.errors import DataError
 
 # The formats that tf.io.decode_image reads, as image_dataset_from_directory lists them.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -230,18 +229,15 @@ def check_classes(folder, role, subfolders, class_names):
 
 
 def held_out_split(images, fraction, seed, stream):
-    """(train part, held-out part) of an ImageList: a seeded random `fraction` is held out.
-
-    `stream` (0 source, 1 target) keeps the two domains' splits independent.
-    Each part keeps the list's order. Refuses a list too small to split.
+    """(train part, held-out part) of an ImageList: a seeded random `fraction`, at least one
+    image, is held out (utils/data/splits.py). Each part keeps the list's order. Refuses a
+    list too small to split.
     """
-    count = len(images)
-    held_out = max(1, round(count * fraction))
-    if count - held_out < 1:
-        raise DataError(f"{count} image(s) in the folder are too few to hold {fraction:g} of them out "
+    kept, held_out = splits.held_out_split(len(images), fraction, seed, stream, at_least=1)
+    if not len(kept):
+        raise DataError(f"{len(images)} image(s) in the folder are too few to hold {fraction:g} of them out "
                         "for testing: add images or give a test folder.")
-    order = np.random.default_rng([seed, stream]).permutation(count)
-    return images.subset(np.sort(order[held_out:])), images.subset(np.sort(order[:held_out]))
+    return images.subset(kept), images.subset(held_out)
 
 
 def write_image_folders(folder, parts, class_names, progress=None):

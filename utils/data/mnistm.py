@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from utils.files import atomic_path, check_writable
 from utils.plots import save_mnistm_preview
-from utils.sources import check_array, check_labels, load_bsds_train_images, load_mnist, read_npz
+from utils.data.datasets import check_array, check_labels, load_bsds_train_images, load_mnist, read_npz
 
 CROP_SIZE = 28
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test", "pixel_mean")

@@ -17,7 +17,8 @@ reverse_validation.py runs the procedure; this module holds its parts.
 import numpy as np
 import tensorflow as tf
 
-from utils import evaluation, pipeline
+from utils.data import pipeline
+from utils.evaluation import trained_run
 
 # Folded into held_out_seed beside the image folders' test splits (streams 0 and 1,
 # utils/folders.held_out_split), so that the source validation part is drawn apart from them.
@@ -31,7 +32,7 @@ def validation_split(count, fraction, seed):
     return np.sort(order[held_out:]), np.sort(order[:held_out])
 
 
-def pixel_batches(domain, batch_size=evaluation.BATCH_SIZE):
+def pixel_batches(domain, batch_size=trained_run.BATCH_SIZE):
     """A domain's images in order, as float32 RGB pixel batches (0..255): what an export takes."""
     for start in range(0, len(domain), batch_size):
         indices = tf.range(start, min(start + batch_size, len(domain)))
@@ -40,7 +41,7 @@ def pixel_batches(domain, batch_size=evaluation.BATCH_SIZE):
 
 def probabilities(classifier, domain):
     """(N, classes) float64 softmax of an exported classifier over every image of `domain`."""
-    batches = [evaluation.predict_logits(classifier, batch) for batch in pixel_batches(domain)]
+    batches = [trained_run.predict_logits(classifier, batch) for batch in pixel_batches(domain)]
     return tf.nn.softmax(np.concatenate(batches).astype(np.float64)).numpy()
 
 

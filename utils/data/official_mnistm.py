@@ -13,7 +13,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from utils.sources import DataError, brief_error
+from utils.errors import DataError
+from utils.data.datasets import brief_error
 
 IMAGE_FOLDER = "mnist_m_test"
 LABELS_FILE = "mnist_m_test_labels.txt"

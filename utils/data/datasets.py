@@ -54,8 +54,6 @@ BSDS_FIX = ("Point --bsds (config bsds_path) at the official BSR_bsds500.tgz or 
 _CONTAINER_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, tarfile.TarError)
 
 
-class DataError(ValueError):
-    """An input file is missing, damaged or not in the expected layout."""
 
 
 def brief_error(error):
@@ -206,7 +204,7 @@ def _decode(name, data, source):
 def _download_mnist():
     # Keras is imported here because loading TensorFlow takes seconds and
     # only a download needs it; tensorflow_startup first, as in the scripts.
-    import utils.tensorflow_startup  # noqa: F401
+    import utils.runtime.startup  # noqa: F401
     import keras
 
     try:
@@ -224,7 +222,7 @@ def _download_bsds(download_dir):
     downloads it again otherwise). A location fails when it cannot be reached
     or serves a file with another sha256; then the next one is tried.
     """
-    import utils.tensorflow_startup  # noqa: F401
+    import utils.runtime.startup  # noqa: F401
     import keras
 
     folder = os.path.abspath(download_dir)

@@ -5,7 +5,7 @@ import os
 import keras
 import tensorflow as tf
 
-from utils import distribution
+from utils.runtime import distribution
 
 
 def batch_shards(requested, half_batch, one_replica=True):
