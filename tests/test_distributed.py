@@ -227,7 +227,10 @@ def test_a_worker_whose_peer_never_starts_gives_up_within_the_bound(tmp_path, in
     (lonely,) = start_workers(["--mnist", mnist_path, "--mnistm_path", mnistm_path, "--peer_timeout_seconds", "5",
                                "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints")],
                               ports, indices=(index,))
-    _, stderr = lonely.communicate(timeout=120)
+    try:
+        _, stderr = lonely.communicate(timeout=120)
+    finally:
+        lonely.kill()  # A worker that waits on is not left behind.
     # TensorFlow's start-up and its retries' back-off come on top of the 5 s.
     assert lonely.returncode == 2 and time.monotonic() - started < 5 + 45, stderr[-3000:]
     (line,) = stderr.splitlines()
