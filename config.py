@@ -131,6 +131,9 @@ class Config:
     # Logical devices the CPU is split into, each a replica of `mirrored`, to try
     # it without GPUs. On 2 cores slices (batch_shards) trained faster (docs/distributed.md).
     cpu_devices: int = 1
+    # multi_worker: seconds a worker waits for a peer that has not joined, or that sends no
+    # heartbeat, before it stops with an error; room for a scheduler to start machines apart.
+    peer_timeout_seconds: float = 120.0
 
     def __post_init__(self):
         # JSON gives a list; a tuple keeps the frozen Config hashable and comparable.
@@ -157,6 +160,8 @@ class Config:
             (self.strategy in STRATEGIES,
              f"strategy must be one of {', '.join(STRATEGIES)}, got '{self.strategy}'"),
             (self.cpu_devices >= 1, f"cpu_devices must be >= 1, got {self.cpu_devices}"),
+            (self.peer_timeout_seconds > 0,
+             f"peer_timeout_seconds must be > 0, got {self.peer_timeout_seconds}"),
             (self.strategy != "multi_worker" or self.cpu_devices == 1,
              "cpu_devices > 1 splits the CPU for strategy mirrored or auto; multi_worker trains one "
              f"replica per CPU machine, got cpu_devices {self.cpu_devices}"),

@@ -466,6 +466,18 @@ def stop_on_signals(trainer):
 ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}
 
 
+def restart_command(config, arguments, program):
+    """How to go on after a multi-worker run lost a worker: all workers again, with --resume from
+    the chief's last checkpoint, or from the start when there is none."""
+    latest = tf.train.latest_checkpoint(os.path.join(config.checkpoint_dir, config.name))
+    if latest is None:
+        return ("No checkpoint was saved yet: start every worker again, each with its own TF_CONFIG: "
+                + shlex.join(["python", program, *arguments]))
+    return (f"The chief's last checkpoint is at step {latest.rsplit('-', 1)[-1]} in "
+            f"'{os.path.dirname(latest)}'. Restart every worker, each with its own TF_CONFIG: "
+            + shlex.join(["python", program, *arguments, "--resume"]))
+
+
 def main(arguments, program="train.py"):
     if "--help" in arguments or "-h" in arguments:
         print(usage(__doc__, ALIASES))
@@ -508,6 +520,12 @@ def main(arguments, program="train.py"):
             final = trainer.run(resume=resume)
     except (DataError, DistributionError, OSError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except distribution.PEER_ERRORS as error:
+        if config.strategy != "multi_worker":
+            raise
+        print(f"error: {distribution.peer_error_message(error, config.peer_timeout_seconds)} "
+              f"{restart_command(config, arguments, program)}", file=sys.stderr)
         return 2
     except TrainingStopped as stopped:
         print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",

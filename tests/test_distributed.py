@@ -13,11 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
+from config import Config
 from conftest import write_fake_mnist, write_fake_mnistm
+from utils.runtime import distribution
 from utils.training.summaries import read_scalars
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -83,10 +86,10 @@ def free_ports(count):
     return ports
 
 
-def start_workers(arguments, ports, resume=False):
-    """Two train.py processes, worker 0 (the chief) and worker 1, on 127.0.0.1."""
+def start_workers(arguments, ports, resume=False, indices=(0, 1)):
+    """Two train.py processes, worker 0 (the chief) and worker 1, on 127.0.0.1 (or those of `indices`)."""
     processes = []
-    for index in range(2):
+    for index in indices:
         cluster = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
                    "task": {"type": "worker", "index": index}}
         processes.append(subprocess.Popen(
@@ -162,3 +165,113 @@ def test_bad_strategy_settings_stop_with_one_error_line(tmp_path, arguments, mes
     assert completed.returncode == 2
     (line,) = completed.stderr.splitlines()
     assert line.startswith("error: ") and message in line
+
+
+def wait_for(path, process, seconds):
+    """Waits until `path` exists while `process` runs; fails after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"no {path} after {seconds} s"
+        time.sleep(0.05)
+
+
+def error_line(stderr):
+    """The one `error:` line of a stderr that holds no traceback."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error:")]
+    return line
+
+
+def test_a_killed_worker_ends_the_other_within_the_bound_and_both_resume(tmp_path):
+    mnist_path, mnistm_path = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
+    write_fake_mnistm(mnistm_path, write_fake_mnist(mnist_path, train_count=96, test_count=20))
+    # 24 steps of 16 + 16 images, one per compiled call, a checkpoint every 4.
+    arguments = ["--mnist", mnist_path, "--mnistm_path", mnistm_path, "--epochs", "4", "--batch_size", "32",
+                 "--log_every", "1", "--eval_every", "1000", "--checkpoint_every", "4", "--steps_per_call", "1",
+                 "--peer_timeout_seconds", "10",
+                 "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints")]
+    checkpoints, logs = tmp_path / "checkpoints" / "dann-seed0", tmp_path / "logs" / "dann-seed0"
+
+    ports = free_ports(2)
+    chief, worker = start_workers(arguments, ports)
+    wait_for(checkpoints / "ckpt-4.index", chief, 90)
+    worker.kill()  # As a lost machine: no signal handler runs, nothing is saved.
+    killed = time.monotonic()
+    _, stderr = chief.communicate(timeout=120)
+    waited = time.monotonic() - killed
+    worker.communicate()
+    # The bound, with slack for TensorFlow's checks and a loaded machine.
+    assert chief.returncode == 2 and waited < 10 + 20, (chief.returncode, waited, stderr[-3000:])
+    line = error_line(stderr)
+    assert f"lost worker 1 (127.0.0.1:{ports[1]})" in line
+    saved = int(re.search(r"last checkpoint is at step (\d+) in ", line)[1])
+    assert 4 <= saved < 24 and os.path.exists(checkpoints / f"ckpt-{saved}.index")
+    assert line.endswith("--peer_timeout_seconds 10 --log_dir " + str(tmp_path / "logs") + " --checkpoint_dir "
+                         + str(tmp_path / "checkpoints") + " --resume")
+
+    codes, outputs = finish(start_workers(arguments, free_ports(2), resume=True))
+    assert codes == [0, 0], [stderr[-2000:] for _, stderr in outputs]
+    finals = [json.loads(stdout[stdout.index("{"):]) for stdout, _ in outputs]
+    assert finals[0]["steps"] == finals[1]["steps"] == 24
+    # Each step once in the chief's events: the steps after the checkpoint were discarded and trained again.
+    steps = [step for step, _ in read_scalars(str(logs))["train/label_loss"]]
+    assert steps == list(range(1, 25))
+
+
+@pytest.mark.parametrize("index", [0, 1])  # The coordination service's host, and a worker that joins it.
+def test_a_worker_whose_peer_never_starts_gives_up_within_the_bound(tmp_path, index):
+    mnist_path, mnistm_path = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
+    write_fake_mnistm(mnistm_path, write_fake_mnist(mnist_path, train_count=96, test_count=20))
+    ports = free_ports(2)
+    started = time.monotonic()
+    (lonely,) = start_workers(["--mnist", mnist_path, "--mnistm_path", mnistm_path, "--peer_timeout_seconds", "5",
+                               "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints")],
+                              ports, indices=(index,))
+    try:
+        _, stderr = lonely.communicate(timeout=120)
+    finally:
+        lonely.kill()  # A worker that waits on is not left behind.
+    # TensorFlow's start-up and its retries' back-off come on top of the 5 s.
+    assert lonely.returncode == 2 and time.monotonic() - started < 5 + 45, stderr[-3000:]
+    (line,) = stderr.splitlines()
+    peer = 1 - index
+    assert line.startswith(f"error: strategy multi_worker: worker {peer} (127.0.0.1:{ports[peer]}) did not join "
+                           "within 5 s (peer_timeout_seconds)")
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("[1, 2]", "TF_CONFIG must be a JSON object with a \"cluster\""),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "TF_CONFIG must be a JSON object with a \"cluster\""),
+    ('{"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG must be a JSON object with a \"cluster\" of address lists"),
+    ('{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 5}}',
+     "TF_CONFIG's task index 5 is not in its cluster: job 'worker' lists 2 addresses, so the index must be 0 to 1"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker"}}', "task index None is not in"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}',
+     "task type 'chief' is not a job of its cluster (worker)"),
+    ("{not json", "TF_CONFIG is not valid JSON"),
+])
+def test_tf_config_of_the_wrong_shape_is_refused_before_any_work(monkeypatch, tf_config, message):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(distribution.DistributionError) as raised:
+        distribution.make_strategy("multi_worker")
+    assert message in str(raised.value)
+
+
+def test_tf_config_that_is_not_an_object_stops_train_py_with_one_error_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "train.py", "--strategy", "multi_worker", "--log_dir", str(tmp_path / "logs"),
+         "--checkpoint_dir", str(tmp_path / "checkpoints")],
+        cwd=REPOSITORY, env={**os.environ, "TF_CONFIG": "[1, 2]"}, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert completed.returncode == 2
+    (line,) = completed.stderr.splitlines()
+    assert line.startswith("error: TF_CONFIG must be a JSON object")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_peer_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="peer_timeout_seconds must be > 0, got 0"):
+        Config(peer_timeout_seconds=0.0)

@@ -26,13 +26,15 @@ def batch_shards(requested, half_batch, one_replica=True):
     return 2 if half_batch % 2 == 0 else 1
 
 
-def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto", threads=None):
+def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto", threads=None,
+              peer_timeout_seconds=120.0):
     """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; sets threads
     for `shards` slices side by side; seeds Python, NumPy and TensorFlow; sets op determinism.
     Returns the tf.distribute strategy to train under (utils/distribution.py).
 
     threads: (inter-op, intra-op) thread counts to use instead (0: TensorFlow's
-    default), for benchmarks. Devices, threads and memory growth must be set
+    default), for benchmarks. peer_timeout_seconds bounds a multi_worker wait
+    for a peer (utils/distribution.py). Devices, threads and memory growth must be set
     before TensorFlow first runs an op, so call this before building any
     model; if the runtime has already started (a second run in one process),
     its thread settings stay.
@@ -56,7 +58,7 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
         except RuntimeError:
             pass  # The runtime has started: threads can no longer change.
     # Before any op runs: MultiWorkerMirroredStrategy configures the runtime's collectives.
-    chosen = distribution.make_strategy(strategy)
+    chosen = distribution.make_strategy(strategy, peer_timeout_seconds)
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -64,7 +66,7 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
 
 
 def configure_for(config, threads=None):
-    """configure() with a Config's seed, determinism, batch shards, CPU devices and strategy.
+    """configure() with a Config's seed, determinism, batch shards, CPU devices, strategy and peer timeout.
 
     The slices are picked for one replica: with cpu_devices > 1 (or
     multi_worker) the automatic choice is 1 slice, see batch_shards.
@@ -72,4 +74,4 @@ def configure_for(config, threads=None):
     one_replica = config.cpu_devices == 1 and config.strategy != "multi_worker"
     return configure(config.seed, config.deterministic,
                      batch_shards(config.batch_shards, config.batch_size // 2, one_replica),
-                     config.cpu_devices, config.strategy, threads)
+                     config.cpu_devices, config.strategy, threads, config.peer_timeout_seconds)

@@ -14,6 +14,12 @@ below 3, which only says that the machine has no NVIDIA driver. So while
 TensorFlow loads and lists its devices, stderr goes through a filter that
 drops exactly those lines and passes on everything else: warnings, errors,
 tracebacks. TF_CPP_MIN_LOG_LEVEL=0 turns the filter off and shows every line.
+
+Under strategy multi_worker, a peer that does not join or is lost sets off
+TensorFlow's collectives and coordination service: each logs the error,
+many lines long, before the Python error that train.py turns into one
+`error:` line. filter_peer_loss_noise drops those records too, from the
+strategy's start until the process ends (some come as it exits).
 """
 
 import contextlib
@@ -39,29 +45,67 @@ STARTUP_NOISE = re.compile(
     rb"|E\d{4} [\d:.]+ +\d+ \S+:\d+\] failed call to cuInit: .*\(303\)$"
     rb"|W\d{4} [\d:.]+ +\d+ dataset\.cc:\d+\] Input of GeneratorDatasetOp::Dataset will not be optimized ")
 
+# The first line of a C++ record that a lost or missing peer sets off, from
+# the collectives (an abort, on every worker) or the coordination service
+# (a missed heartbeat or registration, its agent's shutdown in error).
+PEER_LOSS_RECORDS = re.compile(
+    rb"[EW]\d{4} [\d:.]+ +\d+ (base_collective_executor|ring_alg|local_rendezvous|collective_\w+"
+    rb"|coordination_service|coordination_service_agent|context_distributed_manager|context"
+    rb"|preemption_\w+|grpc_\w+)\.cc:\d+\] ")
+# Where a record's continuation lines end: another C++ record, or a line of Python's (an
+# `error:` line, a traceback, a logging or warnings line).
+RECORD_END = re.compile(rb"[IWEF]\d{4} [\d:.]+ |error: |Traceback |[A-Z]+:\S+:|\S+:\d+: \w+: ")
+
 # The filter runs in a process of its own: should TensorFlow abort while it
 # loads, the lines that say why have already gone through, none is held back.
+# argv[2], when given, starts records dropped with their continuation lines.
 FILTER_PROGRAM = """
 import re, sys
 noise = re.compile(sys.argv[1].encode())
+records = re.compile(sys.argv[2].encode()) if len(sys.argv) > 2 else None
+record_end = re.compile(sys.argv[3].encode()) if len(sys.argv) > 3 else None
+dropping = False
 for line in sys.stdin.buffer:
-    if not noise.match(line):
+    if records is not None and (not dropping or record_end.match(line)):
+        dropping = bool(records.match(line))
+    if not dropping and not noise.match(line):
         sys.stdout.buffer.write(line)
         sys.stdout.buffer.flush()
 """
 
 
-@contextlib.contextmanager
-def startup_noise_filtered():
-    """Inside it, file descriptor 2 (stderr, also C++'s) goes through FILTER_PROGRAM."""
+PEER_LOSS_FILTERS = []
+
+
+def start_filter(*patterns):
+    """Sends file descriptor 2 (stderr, also C++'s) through FILTER_PROGRAM with `patterns`;
+    returns the filter's process and a copy of the descriptor it replaced."""
     saved_stderr = os.dup(2)
     # Its own process group, out of reach of the terminal's Ctrl-C, so that a
     # Ctrl-C while TensorFlow loads does not stop the filter before it has
     # passed on the traceback.
     filter_process = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", FILTER_PROGRAM, STARTUP_NOISE.pattern.decode()],
+        [sys.executable, "-I", "-S", "-c", FILTER_PROGRAM, *(pattern.pattern.decode() for pattern in patterns)],
         stdin=subprocess.PIPE, stdout=saved_stderr, process_group=0)
+    sys.stderr.flush()
     os.dup2(filter_process.stdin.fileno(), 2)
+    return filter_process, saved_stderr
+
+
+def filter_peer_loss_noise():
+    """From now until the process ends, stderr also drops PEER_LOSS_RECORDS (the filter ends when
+    the process closes its last copy of the pipe). TF_CPP_MIN_LOG_LEVEL=0: every line shows."""
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "0":
+        filter_process, saved_stderr = start_filter(STARTUP_NOISE, PEER_LOSS_RECORDS, RECORD_END)
+        filter_process.stdin.close()  # Descriptor 2 holds the pipe now.
+        os.close(saved_stderr)
+        PEER_LOSS_FILTERS.append(filter_process)  # Kept, so that nothing waits for or warns about it.
+
+
+@contextlib.contextmanager
+def startup_noise_filtered():
+    """Inside it, file descriptor 2 (stderr, also C++'s) goes through FILTER_PROGRAM."""
+    filter_process, saved_stderr = start_filter(STARTUP_NOISE)
     try:
         yield
     finally:
