@@ -37,13 +37,11 @@ import dataclasses
 import json
 import os
 import shlex
-import signal
 import sys
 import time
 
 import numpy as np
 
-import train
 from config import Config
 from evaluate import add_test_data_arguments
 from utils.runtime import precision
@@ -53,10 +51,14 @@ from utils.selection import reverse_validation as reverse
 from utils.errors import DistributionError
 from utils.errors import ModelError
 from utils.files import check_writable, write_text_atomic
-from utils.data.training_data import folder_data as load_folder_data
 from utils.errors import DataError
 from utils.evaluation import metrics
 from utils.evaluation import trained_run
+from utils.data import training_data
+from utils.errors import TrainingError
+from utils.training.stopping import TrainingStopped
+from utils.training.stopping import stop_on_signals
+from utils.training.trainer import Trainer
 
 # The default budget of the reverse run, in passes over its source (the
 # forward target's 60,000 MNIST-M train images): about 2 minutes on 2 CPU
@@ -121,13 +123,6 @@ def read_run_config(arguments):
                                bsds_path=arguments.bsds), config_path
 
 
-def forward_data(config):
-    """The run's data, split as it trained: MNIST -> MNIST-M, or its image folders."""
-    if config.uses_folders:
-        return load_folder_data(config)
-    return train.mnist_data(config, *train.load_data(config))
-
-
 def reverse_run_config(config, epochs, reverse_name):
     """The run's settings for the reverse run: the same algorithm, with its own length and name.
 
@@ -142,9 +137,9 @@ def reverse_run_config(config, epochs, reverse_name):
                                colour_source=False)
 
 
-def judge(arguments, config, reverse_config, strategy, config_path, out_path):
-    """Scores eta and, unless --scores_only, trains the reverse run under `strategy`; returns the
-    results dict.
+def judge(arguments, config, reverse_config, runtime, config_path, out_path):
+    """Scores eta and, unless --scores_only, trains the reverse run under `runtime` (the strategy
+    and slices of devices.configure_for); returns the results dict.
 
     Raises TrainingStopped, with the signal's name, when Ctrl-C or SIGTERM stops the reverse run.
     """
@@ -152,7 +147,7 @@ def judge(arguments, config, reverse_config, strategy, config_path, out_path):
     reverse_name = reverse_config.run_name
     run = trained_run.load_run(arguments.model, config_path)
     # Split as the run was (the same fraction and seed); the pixel mean is that of the reverse run's feed.
-    data = forward_data(reverse_config)
+    data = training_data.training_data(reverse_config)
     validation = reverse.source_validation(data)
     validation_name = (f"{config.source_validation_fraction:g} of the source train images, held out "
                        f"(held_out_seed {config.held_out_seed})" if data.source_validation is not None
@@ -173,15 +168,10 @@ def judge(arguments, config, reverse_config, strategy, config_path, out_path):
 
     print(f"Training the reverse run {reverse_name}.")
     test_labels = reverse.self_labels(reverse.probabilities(run.classifier, data.target_test))
-    trainer = train.Trainer(
-        reverse_config, data=reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels),
-        strategy=strategy)
-    with train.stop_on_signals(trainer):
-        try:
-            final = trainer.run(resume=arguments.resume)
-        except train.TrainingStopped as stopped:
-            stopped.signal_name = trainer.stop_requested
-            raise
+    trainer = Trainer(reverse_config, reverse.reverse_data(data, reverse.self_labels(target_probabilities),
+                                                           test_labels), *runtime)
+    with stop_on_signals(trainer):
+        final = trainer.run(resume=arguments.resume)
     return {
         **results, "reverse_validation_accuracy": final["val/target_acc"],
         "reverse_run": reverse_name, "reverse_epochs": arguments.epochs, "reverse_steps": final["steps"],
@@ -194,7 +184,7 @@ def judge(arguments, config, reverse_config, strategy, config_path, out_path):
 
 def main(arguments, program="reverse_validation.py"):
     try:
-        # Until the reverse run starts (train.stop_on_signals takes over then), a
+        # Until the reverse run starts (stop_on_signals takes over then), a
         # signal stops the script before it has written anything.
         with scripts.stop_signals_raised():
             parsed = parse_arguments(arguments)
@@ -208,16 +198,16 @@ def main(arguments, program="reverse_validation.py"):
             config = dataclasses.replace(config, precision=policy)
             reverse_config = reverse_run_config(config, parsed.epochs, reverse_name)
             # Before any op runs: threads and devices cannot change afterwards.
-            strategy = devices.configure_for(reverse_config)
-            results = judge(parsed, config, reverse_config, strategy, config_path, out_path)
-    except (UsageError, ValueError, DataError, DistributionError, OSError, train.TrainingError) as error:
+            runtime = devices.configure_for(reverse_config)
+            results = judge(parsed, config, reverse_config, runtime, config_path, out_path)
+    except (UsageError, ValueError, DataError, DistributionError, OSError, TrainingError) as error:
         # ModelError is a ValueError: a missing classifier or an unreadable config.
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return 2
-    except train.TrainingStopped as stopped:
+    except TrainingStopped as stopped:
         print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
               file=sys.stderr)
-        return 128 + signal.Signals[stopped.signal_name]  # As train.py: 130 for Ctrl-C, 143 for SIGTERM.
+        return stopped.exit_code
     except scripts.Stopped as stopped:
         print(f"{stopped}; nothing was written.", file=sys.stderr)
         return stopped.exit_code

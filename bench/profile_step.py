@@ -37,6 +37,7 @@ import train  # noqa: E402
 import train_speed  # noqa: E402
 from config import Config  # noqa: E402
 from utils.runtime import devices  # noqa: E402
+from utils.data import training_data
 
 # "while/body/_1/gradient_tape/while/feature_extractor_3/conv2_1/convolution/Conv2DBackpropFilter:
 # _MklNativeConv2DBackpropFilterWithBias": the network, the layer and the kernel that ran.
@@ -92,7 +93,7 @@ def main(arguments):
     config = Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm, precision=arguments.precision,
                     log_dir=os.path.join(arguments.logdir, "run"), checkpoint_dir=os.path.join(arguments.logdir, "run"))
     devices.configure_for(config)
-    trainer = train.Trainer(config, *train.load_data(config))
+    trainer = train.Trainer(config, *training_data.load_mnist_arrays(config))
     calls = max(1, arguments.steps // config.steps_per_call)
     steps_per_call = tf.constant(config.steps_per_call)
     for _ in range(2):  # The first call traces the step; the second settles its memory.

@@ -33,6 +33,8 @@ import tensorflow as tf  # noqa: E402
 import machine  # noqa: E402
 from config import parse_overrides, preset_config, usage  # noqa: E402
 from utils.runtime import devices  # noqa: E402
+from config import FLAG_ALIASES
+from utils.data import training_data
 
 PAPER_TARGET_ACCURACY = 0.7666  # Ganin & Lempitsky (2015), table 1, MNIST -> MNIST-M.
 
@@ -80,11 +82,11 @@ def split_target(arguments):
 
 def main(arguments):
     if "--help" in arguments or "-h" in arguments:
-        print(usage(__doc__ + f"\n  --target float (default: {PAPER_TARGET_ACCURACY})", train.ALIASES))
+        print(usage(__doc__ + f"\n  --target float (default: {PAPER_TARGET_ACCURACY})", FLAG_ALIASES))
         return 0
     try:
         target, arguments = split_target(arguments)
-        overrides = parse_overrides(arguments, aliases=train.ALIASES)
+        overrides = parse_overrides(arguments, aliases=FLAG_ALIASES)
         if {"log_dir", "checkpoint_dir", "run_name"} & set(overrides):
             raise ValueError("log_dir, checkpoint_dir and run_name are set by the benchmark (a temporary folder).")
     except ValueError as error:
@@ -96,7 +98,7 @@ def main(arguments):
         setup_started = time.perf_counter()
         devices.configure_for(config)
         # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
-        trainer = TimedTrainer(config, *train.load_data(config))
+        trainer = TimedTrainer(config, *training_data.load_mnist_arrays(config))
         setup_seconds = time.perf_counter() - setup_started
         final = trainer.run()
     reached = next((evaluation for evaluation in trainer.evaluations

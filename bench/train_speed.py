@@ -68,6 +68,7 @@ from utils.runtime import precision  # noqa: E402
 from utils import scripts  # noqa: E402
 from utils.runtime import devices  # noqa: E402
 from utils.errors import DataError  # noqa: E402
+from utils.data import training_data
 
 
 def layer_macs_per_image(network):
@@ -125,7 +126,7 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call, strategy):
     result = rate_summary(timed_steps, time.perf_counter() - started, time.process_time() - cpu_started,
                           call_rates, config.batch_size)
     result.update(first_call_seconds=first_call_seconds, last_total_loss=window["total_loss"])
-    return result, forward_macs_per_image(trainer.networks), trainer.shards, strategy.num_replicas_in_sync
+    return result, forward_macs_per_image(trainer.networks), trainer.dann_step.slices, strategy.num_replicas_in_sync
 
 
 def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
@@ -145,7 +146,7 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
         learning_rate = config.learning_rate / (1.0 + config.lr_alpha * progress) ** config.lr_beta
         strength = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
         optimizer.learning_rate = learning_rate
-        networks.gradient_reversal.set_strength(strength)
+        networks.gradient_reversal.set_lambda(strength)
         source_images, source_labels = batches.numpy_batch(
             mnist["x_train"], mnist["y_train"], half, rng, pixel_mean, True, config.binarize_source)
         target_images, _ = batches.numpy_batch(
@@ -182,10 +183,10 @@ def bench_config(arguments, scratch, precision="float32"):
 
 
 def load_data(config):
-    """train.load_data, which builds MNIST-M when it is missing; a DataError then says what to pass."""
+    """training_data.load_mnist_arrays, which builds MNIST-M when it is missing; a DataError then says what to pass."""
     mnistm_missing = not os.path.exists(config.mnistm_path)
     try:
-        return train.load_data(config)
+        return training_data.load_mnist_arrays(config)
     except DataError as error:
         if not mnistm_missing:
             raise

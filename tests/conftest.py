@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import train
 from config import Config
-from utils.runtime import devices
-from utils.data.official_mnistm import IMAGE_FOLDER, LABELS_FILE
+from utils.data import training_data
 from utils.data.datasets import BSDS_TRAIN_FOLDER
+from utils.data.official_mnistm import IMAGE_FOLDER, LABELS_FILE
+from utils.runtime import devices
+from utils.training.trainer import Trainer
 
 # The TensorBoard tags that train.py must write (issue #3).
 REQUIRED_TAGS = {
@@ -190,7 +191,8 @@ def tiny_config(tmp_path, **overrides):
 
 def make_trainer(config, arrays=None, **trainer_arguments):
     devices.configure(config.seed, config.deterministic)
-    return train.Trainer(config, *(arrays or tiny_training_arrays()), **trainer_arguments)
+    data = training_data.mnist_data(config, *(arrays or tiny_training_arrays()))
+    return Trainer(config, data, slices=devices.slices_for(config), **trainer_arguments)
 
 
 def trained_weights(trainer):

@@ -34,14 +34,15 @@ import utils.runtime.startup
 import pathlib
 import numpy as np
 import tensorflow as tf
-import train
 from conftest import tiny_config, tiny_training_arrays
+from utils.data import training_data
 from utils.runtime import devices
+from utils.training.trainer import Trainer
 config = tiny_config(pathlib.Path(sys.argv[4]).parent, strategy=sys.argv[2], cpu_devices=int(sys.argv[3]),
                      batch_shards=1, colour_source=True, ema_momentum=0.5)
-trainer = train.Trainer(config, *tiny_training_arrays(), strategy=devices.configure_for(config))
+trainer = Trainer(config, training_data.mnist_data(config, *tiny_training_arrays()), *devices.configure_for(config))
 trainer.train_steps(tf.constant(4))
-with trainer.evaluation_weights():
+with trainer.dann_step.evaluation_weights():
     averages = [variable.numpy() for variable in trainer.variables]
 np.savez(sys.argv[4], replicas=trainer.strategy.num_replicas_in_sync, step=trainer.step,
          metrics=[float(metric.result()) for metric in trainer.metrics.values()],

@@ -17,11 +17,13 @@ from config import Config
 from conftest import (fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
                       write_fake_bsds_tgz, write_fake_mnist, write_fake_mnistm, write_official_layout)
 from test_scripts import stop_while_waiting
+from utils.training.trainer import Trainer
 from utils.runtime import devices
 from utils.data.mnistm import load_mnistm
 from utils.evaluation import metrics
 from utils.evaluation import trained_run
 from utils.data import training_data
+from utils.training.stopping import TrainingStopped
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def tiny_run(tmp_path_factory):
     config = Config(epochs=1.0, batch_size=16, log_every=3, eval_every=3, checkpoint_every=3, steps_per_call=3,
                     run_name="tiny", log_dir=str(folder / "logs"), checkpoint_dir=str(folder / "checkpoints"))
     devices.configure(config.seed)
-    final = train.Trainer(config, mnist, load_mnistm(str(folder / "mnist_m.npz"))).run()
+    final = Trainer(config, training_data.mnist_data(config, mnist, load_mnistm(str(folder / "mnist_m.npz")))).run()
     return {"folder": folder, "checkpoint": str(folder / "checkpoints" / "tiny"), "final": final,
             "data": ["--mnist", str(folder / "mnist.npz"), "--mnistm", str(folder / "mnist_m.npz")],
             "official": str(official)}
@@ -76,7 +78,7 @@ def test_a_run_with_a_moving_average_evaluates_the_averaged_weights(tiny_run, tm
                     checkpoint_dir=str(tmp_path / "checkpoints"))
     devices.configure(config.seed)
     mnist = dict(np.load(tiny_run["data"][1]))
-    final = train.Trainer(config, mnist, load_mnistm(tiny_run["data"][3])).run()
+    final = Trainer(config, training_data.mnist_data(config, mnist, load_mnistm(tiny_run["data"][3]))).run()
     out = tmp_path / "evaluation.json"
     assert run_evaluate(tiny_run, out, model=str(tmp_path / "checkpoints" / "tiny_ema")) == 0
     results = json.loads(out.read_text())
@@ -169,7 +171,7 @@ def test_an_output_that_is_not_a_regular_file_is_refused_and_kept(tiny_run, tmp_
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_while_loading_gives_one_line_and_leaves_nothing(tiny_run, tmp_path, signal_number):
     # The default output, results/tiny/, would be made in the working folder.
-    code, stderr = stop_while_waiting("evaluate.py", "utils.evaluation.load_test_sets", signal_number,
+    code, stderr = stop_while_waiting("evaluate.py", "utils.data.training_data.load_test_sets", signal_number,
                                       ["--model", tiny_run["checkpoint"], *tiny_run["data"]], cwd=tmp_path)
     assert code == 128 + signal_number
     assert stderr.strip().splitlines() == [f"Stopped by {signal.Signals(signal_number).name}; nothing was written."]
@@ -185,14 +187,14 @@ def test_a_run_without_its_export_is_measured_at_its_latest_checkpoint(tmp_path,
     data = ["--mnist", str(tmp_path / "mnist.npz"), "--mnistm", str(tmp_path / "mnist_m.npz")]
     trainer = make_trainer(tiny_config(tmp_path, run_name="stopped", **settings), (mnist, mnistm))
     stop_at(trainer, 6, request="SIGINT")  # As Ctrl-C: a checkpoint at step 6, no export.
-    with pytest.raises(train.TrainingStopped):
+    with pytest.raises(TrainingStopped):
         trainer.run()
     folder = tmp_path / "checkpoints" / "stopped"
     assert not (folder / trained_run.EXPORT_NAME).exists()
     test_sets = training_data.load_test_sets(data[1], data[3], binarize_source=True)
     pixels = test_sets["mnistm"][0].astype(np.float32)
     # The classifier the export would hold: the weights, or with EMA their averages.
-    with trainer.evaluation_weights():
+    with trainer.dann_step.evaluation_weights():
         expected = trainer.networks.classifier(trainer.pixel_mean)
         expected_logits = trained_run.predict_logits(expected, pixels)
         expected_accuracy = {name: metrics.accuracy(metrics.confusion_matrix(expected, *test_set))

@@ -11,6 +11,8 @@ from PIL import Image
 
 import train
 from config import Config
+from utils.data import training_data
+from utils.training.trainer import Trainer
 from utils.data import folders
 from utils.data import image_files
 from utils.data import pipeline
@@ -110,8 +112,8 @@ def folder_config(tmp_path, **overrides):
 def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_training_feeds(tmp_path):
     written = {**write_class_folder(tmp_path / "source", seed=3), **write_class_folder(tmp_path / "target", seed=4)}
     config = folder_config(tmp_path, binarize_source=False)
-    parts, _ = image_files.scan(config)
-    data = image_files.load_folder_data(config, log=lambda line: None)
+    parts, _ = training_data.scan_folders(config)
+    data = training_data.folder_data(config, log=lambda line: None)
     for name in ("source", "target", "source_test", "target_test"):
         domain = getattr(data, name)
         expected = [written[path] for path in parts[name].paths]
@@ -119,7 +121,7 @@ def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_traini
         assert domain.labels.numpy().tolist() == [label for _, label in expected]
     training = np.concatenate([data.source.images.numpy(), data.target.images.numpy()])
     np.testing.assert_allclose(data.pixel_mean, training.reshape(-1, 3).mean(axis=0), rtol=1e-6)
-    binarised = image_files.load_folder_data(folder_config(tmp_path), log=lambda line: None)
+    binarised = training_data.folder_data(folder_config(tmp_path), log=lambda line: None)
     source_binarised = np.where(data.source.images.numpy() > 0, 255, 0)
     expected_mean = np.concatenate([source_binarised, data.target.images.numpy()]).reshape(-1, 3).mean(axis=0)
     np.testing.assert_allclose(binarised.pixel_mean, expected_mean, rtol=1e-6)
@@ -128,8 +130,8 @@ def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_traini
 def test_streamed_folders_give_the_same_batches_and_evaluation_as_folders_in_memory(tmp_path):
     write_class_folder(tmp_path / "source", size=(36, 30), seed=5)
     write_class_folder(tmp_path / "target", size=(20, 28), seed=6)
-    in_memory = image_files.load_folder_data(folder_config(tmp_path), log=lambda line: None)
-    streamed = image_files.load_folder_data(folder_config(tmp_path, in_memory_mb=0), log=lambda line: None)
+    in_memory = training_data.folder_data(folder_config(tmp_path), log=lambda line: None)
+    streamed = training_data.folder_data(folder_config(tmp_path, in_memory_mb=0), log=lambda line: None)
     assert isinstance(streamed.source, pipeline.FileDomain) and isinstance(streamed.target_test, pipeline.FileDomain)
     assert not isinstance(in_memory.source, pipeline.FileDomain)
     assert streamed.pixel_mean == pytest.approx(in_memory.pixel_mean)
@@ -151,14 +153,14 @@ def test_target_only_needs_target_labels(tmp_path):
     write_class_folder(tmp_path / "source")
     write_class_folder(tmp_path / "target", classes=("",))
     with pytest.raises(DataError, match="target_only trains on target labels"):
-        image_files.load_folder_data(folder_config(tmp_path, mode="target_only"), log=lambda line: None)
+        training_data.folder_data(folder_config(tmp_path, mode="target_only"), log=lambda line: None)
 
 
 def test_an_unlabelled_target_trains_and_reports_the_domain_accuracy_only(tmp_path):
     write_class_folder(tmp_path / "source")
     write_class_folder(tmp_path / "target", classes=("",))
     config = folder_config(tmp_path)
-    trainer = train.Trainer(config, data=image_files.load_folder_data(config, log=lambda line: None))
+    trainer = Trainer(config, training_data.folder_data(config, log=lambda line: None))
     final = trainer.run()
     assert "val/source_acc" in final and "val/domain_acc" in final
     assert "val/target_acc" not in final and "val/target_loss" not in final
@@ -241,17 +243,17 @@ def refuse_decoding(*arguments):
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_decoding(tmp_path, monkeypatch):
     write_class_folder(tmp_path / "source")
     write_class_folder(tmp_path / "target", classes=("",))
-    monkeypatch.setattr(image_folders, "decoded_batches", refuse_decoding)
+    monkeypatch.setattr(image_files, "decoded_batches", refuse_decoding)
     # Memory for the networks and one batch, not for the pixels as well.
     small = folder_config(tmp_path, precision="float32", in_memory_mb=10**6, batch_size=64)
     batch = image_files.training_batch_bytes(small)
     assert batch > image_files.trained_dense_bytes(small)[1]
-    monkeypatch.setattr(image_folders, "available_memory", lambda: batch + 1000)
+    monkeypatch.setattr(image_files, "available_memory", lambda: batch + 1000)
     for overrides, remedy in ((dict(image_size=1000), "lower --image_size."),
                               (dict(batch_size=128), "lower --batch_size or --image_size."),
                               ({}, "lower --in_memory_mb, to decode them from disk batch by batch")):
         with pytest.raises(DataError, match=f"would need .* MB of memory, and .* MB are available: {remedy}"):
-            image_files.load_folder_data(dataclasses.replace(small, **overrides), log=lambda line: None)
+            training_data.folder_data(dataclasses.replace(small, **overrides), log=lambda line: None)
 
 
 def test_evaluation_refuses_images_that_cannot_fit_in_memory_before_decoding(tmp_path, monkeypatch):
@@ -260,7 +262,7 @@ def test_evaluation_refuses_images_that_cannot_fit_in_memory_before_decoding(tmp
     write_class_folder(tmp_path / "labelled", per_class=1)
     run = types.SimpleNamespace(image_shape=(32, 32, 3), class_names=CLASSES, classifier=None)
     monkeypatch.setattr(folder_evaluation, "decoded_batches", refuse_decoding)
-    monkeypatch.setattr(image_folders, "available_memory", lambda: 32 * 32 * 3)
+    monkeypatch.setattr(image_files, "available_memory", lambda: 32 * 32 * 3)
     for evaluate in (folder_evaluation.labelled_folder_confusion, folder_evaluation.predict_folder):
         with pytest.raises(DataError, match="the export takes images of this size; free memory"):
             evaluate(run, str(tmp_path / "labelled"))

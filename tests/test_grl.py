@@ -18,7 +18,7 @@ def gradient_through(layer, inputs, upstream):
 
 def test_forward_is_the_identity():
     inputs = tf.random.normal([4, 7], seed=1)
-    layer = GradientReversalLayer(initial_strength=0.7)
+    layer = GradientReversalLayer(initial_lambda=0.7)
     np.testing.assert_array_equal(layer(inputs).numpy(), inputs.numpy())
 
 
@@ -27,7 +27,7 @@ def test_gradient_is_minus_lambda_times_upstream(strength):
     inputs = tf.random.normal([5, 3], seed=2)
     upstream = tf.random.normal([5, 3], seed=3)
     layer = GradientReversalLayer()
-    layer.set_strength(strength)
+    layer.set_lambda(strength)
     outputs, gradient = gradient_through(layer, inputs, upstream)
     np.testing.assert_array_equal(outputs.numpy(), inputs.numpy())
     np.testing.assert_allclose(gradient.numpy(), -strength * upstream.numpy(), rtol=0, atol=0)
@@ -50,7 +50,7 @@ def test_lambda_changes_inside_a_compiled_function_without_retracing():
     @tf.function
     def compiled_gradient(strength):
         traces.append(1)  # Python side effect: runs only while tracing.
-        layer.set_strength(strength)
+        layer.set_lambda(strength)
         return gradient_through(layer, inputs, upstream)[1]
 
     for strength in (0.0, 0.1, 0.9, 2.0):

@@ -56,7 +56,7 @@ def test_a_mixed_step_follows_the_float32_gradient(tmp_path, policy):
     rate, strength = paper_schedules(step, trainer.total_steps, initial_rate=1.0)
     before = weights(trainer)
     batch = random_batch(seed=11)
-    trainer.train_step(*(tf.constant(part) for part in batch))
+    trainer.dann_step.train_step(*(tf.constant(part) for part in batch))
     expected = expected_gradients(before, batch, strength, label_half="source")
     for index, (old, new, gradient) in enumerate(zip(before, weights(trainer), expected)):
         error = np.linalg.norm((old - new) / rate - gradient) / np.linalg.norm(gradient)

@@ -17,9 +17,11 @@ from conftest import TRAIN_SIZE, tiny_config, tiny_training_arrays
 from test_folder_scripts import TINY_RUN
 from test_folders import write_class_folder
 from test_scripts import stop_while_waiting
+from utils.training.trainer import Trainer
 from utils.runtime import devices
 from utils.selection import reverse_validation as reverse
 from utils.data.mnistm import build_mnistm
+from utils.data import training_data
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +53,7 @@ def image_ids(domain):
 def test_a_run_with_a_validation_fraction_trains_without_those_digits():
     mnist, mnistm = tiny_training_arrays()
     config = Config(source_validation_fraction=0.25)
-    data = train.mnist_data(config, mnist, mnistm)
+    data = training_data.mnist_data(config, mnist, mnistm)
     assert len(data.source) == TRAIN_SIZE * 3 // 4 and len(data.source_validation) == TRAIN_SIZE // 4
     assert not image_ids(data.source) & image_ids(data.source_validation)
     every_digit = {image.tobytes() for image in mnist["x_train"]}
@@ -60,7 +62,7 @@ def test_a_run_with_a_validation_fraction_trains_without_those_digits():
     by_image = {image.tobytes(): label for image, label in zip(mnist["x_train"], mnist["y_train"])}
     assert all(by_image[image.tobytes()] == label for image, label in
                zip(data.source_validation.images.numpy(), data.source_validation.labels.numpy()))
-    assert train.mnist_data(Config(), mnist, mnistm).source_validation is None
+    assert training_data.mnist_data(Config(), mnist, mnistm).source_validation is None
 
 
 class PixelSumClassifier:
@@ -73,7 +75,7 @@ class PixelSumClassifier:
 
 def test_the_reverse_run_learns_the_target_with_the_classifiers_argmax_labels():
     mnist, mnistm = tiny_training_arrays()
-    data = train.mnist_data(Config(source_validation_fraction=0.25), mnist, mnistm)
+    data = training_data.mnist_data(Config(source_validation_fraction=0.25), mnist, mnistm)
     classifier = PixelSumClassifier()
     probabilities = reverse.probabilities(classifier, data.target)
     expected = mnistm["x_train"].reshape(TRAIN_SIZE, -1).sum(axis=1, dtype=np.int64) % 10
@@ -90,13 +92,13 @@ def test_the_reverse_run_learns_the_target_with_the_classifiers_argmax_labels():
     np.testing.assert_array_equal(data.target.labels.numpy(), mnistm["y_train"])
     assert swapped.target.is_mnist and not swapped.source.is_mnist
     # Without a held-out part, the source test set is the validation set.
-    plain = train.mnist_data(Config(), mnist, mnistm)
+    plain = training_data.mnist_data(Config(), mnist, mnistm)
     assert reverse.reverse_data(plain, expected, test_labels).target_test is plain.source_test
 
 
 def test_the_export_sees_the_pixels_training_sees():
     mnist, mnistm = tiny_training_arrays()
-    data = train.mnist_data(Config(binarize_source=True), mnist, mnistm)
+    data = training_data.mnist_data(Config(binarize_source=True), mnist, mnistm)
     pixels = np.concatenate(list(reverse.pixel_batches(data.source_test, batch_size=16)))
     expected = np.repeat(np.where(mnist["x_test"] > 0, 255, 0)[..., np.newaxis], 3, axis=-1)
     np.testing.assert_array_equal(pixels, expected)
@@ -122,7 +124,7 @@ def tiny_run(tmp_path_factory):
     np.savez(folder / "mnist_m.npz", **mnistm)
     config = tiny_config(folder, source_validation_fraction=0.25, run_name="tiny")
     devices.configure(config.seed, config.deterministic)
-    train.Trainer(config, mnist, mnistm).run()
+    Trainer(config, training_data.mnist_data(config, mnist, mnistm)).run()
     return folder
 
 
@@ -196,7 +198,7 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, m
 
 def test_ctrl_c_while_loading_the_data_gives_one_line_and_writes_nothing(tiny_run, tmp_path):
     code, stderr = stop_while_waiting(
-        "reverse_validation.py", "train.load_data", signal.SIGINT,
+        "reverse_validation.py", "utils.data.training_data.load_mnist_arrays", signal.SIGINT,
         ["--model", str(tiny_run / "checkpoints" / "tiny"), "--mnist", str(tiny_run / "mnist.npz"),
          "--mnistm", str(tiny_run / "mnist_m.npz")], cwd=tmp_path)
     assert code == 130

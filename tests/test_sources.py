@@ -150,7 +150,7 @@ def fake_internet(monkeypatch, fake_bsds_path):
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     archive = pathlib.Path(fake_bsds_path).read_bytes()
-    monkeypatch.setattr(sources, "BSDS_SHA256", hashlib.sha256(archive).hexdigest())
+    monkeypatch.setattr(datasets, "BSDS_SHA256", hashlib.sha256(archive).hexdigest())
     return types.SimpleNamespace(served=served, asked=asked, archive=archive)
 
 

@@ -1,6 +1,4 @@
 """The DANN step against an independent computation, and the conventions it must keep.
-from utils.evaluation import metrics
-from utils.evaluation import trained_run
 
 The expected values are computed here from the trainer's weights with plain
 TensorFlow ops (convolution, pooling, matrix products, log-softmax), not with
@@ -15,6 +13,7 @@ import tensorflow as tf
 
 from conftest import (SOURCE_TEST_SIZE, TARGET_TEST_SIZE, make_trainer, paper_schedules, tiny_config,
                       tiny_training_arrays, trained_weights as weights)
+from utils.evaluation import metrics, trained_run
 
 HALF_BATCH = 16  # tiny_config's batch_size is 32.
 FEATURE_VARIABLES = 4  # conv1 kernel and bias, conv2 kernel and bias.
@@ -106,7 +105,7 @@ def test_one_step_moves_each_network_along_its_own_gradient(tmp_path, mode, shar
         strength = 0.0  # The baselines keep every domain gradient out of the features.
     before = weights(trainer)
     batch = random_batch(seed=11)
-    trainer.train_step(*(tf.constant(part) for part in batch))
+    trainer.dann_step.train_step(*(tf.constant(part) for part in batch))
     expected = expected_gradients(before, batch, strength,
                                   label_half="target" if mode == "target_only" else "source",
                                   domain_weight=settings.get("domain_loss_weight", 1.0))
@@ -236,7 +235,7 @@ def test_two_steps_follow_sgd_with_the_configured_momentum(tmp_path):
         gradients = expected_gradients(weights_now, batch, strength, "source")
         velocity = [0.9 * moved - rate * gradient for moved, gradient in zip(velocity, gradients)]
         weights_now = [weight + moved for weight, moved in zip(weights_now, velocity)]
-        trainer.train_step(*(tf.constant(part) for part in batch))
+        trainer.dann_step.train_step(*(tf.constant(part) for part in batch))
     for index, (actual, expected) in enumerate(zip(weights(trainer), weights_now)):
         np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-5, err_msg=trainer.variables[index].path)
 
@@ -247,7 +246,7 @@ def test_with_ema_evaluation_and_export_use_the_moving_average_and_training_the_
     trainer = make_trainer(tiny_config(tmp_path, ema_momentum=0.5))
     average = None
     for step in range(3):
-        trainer.train_step(*(tf.constant(part) for part in random_batch(seed=30 + step)))
+        trainer.dann_step.train_step(*(tf.constant(part) for part in random_batch(seed=30 + step)))
         now = weights(trainer)
         average = now if average is None else [0.5 * old + 0.5 * new for old, new in zip(average, now)]
     classifier = keras.models.load_model(trainer.export())

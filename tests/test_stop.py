@@ -16,6 +16,9 @@ import train
 from config import parse_overrides, preset_config
 from conftest import make_trainer, stop_at, tiny_config, write_fake_mnist, write_fake_mnistm
 from utils.training.summaries import read_scalars
+from utils.scripts import STOP_SIGNALS
+from utils.training.stopping import TrainingStopped
+from utils.training.stopping import stop_on_signals
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +31,7 @@ def test_a_stop_request_saves_a_checkpoint_at_the_step_reached(tmp_path):
     config = tiny_config(tmp_path, log_every=1, steps_per_call=1)  # Checkpoints every 6 steps.
     trainer = make_trainer(config)
     stop_at(trainer, 4, request="SIGTERM")
-    with pytest.raises(train.TrainingStopped, match=r"Stopped by SIGTERM at step 4, .* checkpoint at step 4 "):
+    with pytest.raises(TrainingStopped, match=r"Stopped by SIGTERM at step 4, .* checkpoint at step 4 "):
         trainer.run()
     assert trainer.checkpoint_step == 4
     assert logged_steps(tmp_path / "logs" / config.name) == [1, 2, 3, 4]
@@ -38,7 +41,7 @@ def test_a_stop_before_the_first_step_saves_nothing_and_the_same_command_starts_
     config = tiny_config(tmp_path)
     trainer = make_trainer(config)
     trainer.stop_requested = "SIGINT"
-    with pytest.raises(train.TrainingStopped, match="at step 0, .* nothing was saved"):
+    with pytest.raises(TrainingStopped, match="at step 0, .* nothing was saved"):
         trainer.run()
     assert trainer.checkpoint_step is None
     make_trainer(config).start(resume=False)
@@ -46,13 +49,13 @@ def test_a_stop_before_the_first_step_saves_nothing_and_the_same_command_starts_
 
 def test_the_first_signal_requests_a_stop_and_leaves_the_default_action_for_a_second():
     trainer = types.SimpleNamespace(stop_requested=None)
-    before = {stop_signal: signal.getsignal(stop_signal) for stop_signal in train.STOP_SIGNALS}
-    with train.stop_on_signals(trainer):
+    before = {stop_signal: signal.getsignal(stop_signal) for stop_signal in STOP_SIGNALS}
+    with stop_on_signals(trainer):
         signal.raise_signal(signal.SIGTERM)
         assert trainer.stop_requested == "SIGTERM"
         # A second Ctrl-C or SIGTERM would end the process at once.
-        assert all(signal.getsignal(stop_signal) == signal.SIG_DFL for stop_signal in train.STOP_SIGNALS)
-    assert {stop_signal: signal.getsignal(stop_signal) for stop_signal in train.STOP_SIGNALS} == before
+        assert all(signal.getsignal(stop_signal) == signal.SIG_DFL for stop_signal in STOP_SIGNALS)
+    assert {stop_signal: signal.getsignal(stop_signal) for stop_signal in STOP_SIGNALS} == before
 
 
 def checkpoint_values(checkpoint_dir):

@@ -15,9 +15,11 @@ import train
 from config import Config, parse_overrides
 from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
                       tiny_training_arrays, trained_weights as weights, write_fake_mnist, write_fake_mnistm)
-from model import Networks, step
-from utils.runtime import precision
+from model import Networks, cross_entropies
 from utils.data.datasets import load_mnist
+from utils.errors import TrainingError
+from utils.runtime import precision
+from utils.training.stopping import TrainingStopped
 from utils.training.summaries import read_scalars
 
 
@@ -99,7 +101,7 @@ def test_a_resumed_run_matches_an_uninterrupted_one(tmp_path, checkpoint_every, 
     assert resumed.step == restored_step
     resumed.run(resume=True)
     assert resumed.step == 12
-    learning_rate, strength = resumed.current_schedule()
+    learning_rate, strength = resumed.dann_step.current_schedule()
     # Bit-identical on any CPU: both runs train in this process, so under one
     # runtime configuration (threads, slices, devices), with op determinism.
     assert float(strength) == pytest.approx(paper_schedules(12, 12, 0.01)[1], rel=1e-6)
@@ -133,7 +135,7 @@ def test_slices_side_by_side_give_the_whole_batch_gradient(tmp_path):
     for shards in (1, 2, 4):
         trainer = make_trainer(tiny_config(tmp_path / str(shards), batch_shards=shards,
                                            deterministic=True))
-        assert trainer.shards == shards
+        assert trainer.dann_step.slices == shards
         trainer.train_steps(tf.constant(4))
         trained.append((weights(trainer), {name: float(metric.result())
                                            for name, metric in trainer.metrics.items()}))
@@ -155,11 +157,11 @@ def test_evaluation_is_the_same_for_any_number_of_slices(tmp_path):
 
 def test_resume_refuses_changed_settings_and_fresh_runs_refuse_to_overwrite(tmp_path):
     make_trainer(tiny_config(tmp_path)).run()
-    with pytest.raises(train.TrainingError, match="Pass --resume"):
+    with pytest.raises(TrainingError, match="Pass --resume"):
         make_trainer(tiny_config(tmp_path)).start(resume=False)
-    with pytest.raises(train.TrainingError, match="differ from the saved run: learning_rate"):
+    with pytest.raises(TrainingError, match="differ from the saved run: learning_rate"):
         make_trainer(tiny_config(tmp_path, learning_rate=0.02)).start(resume=True)
-    with pytest.raises(train.TrainingError, match="no checkpoint"):
+    with pytest.raises(TrainingError, match="no checkpoint"):
         make_trainer(tiny_config(tmp_path, run_name="other")).start(resume=True)
 
 
@@ -170,7 +172,7 @@ def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp
     # 1e40 is infinite in float32: the first update makes the weights NaN while
     # the loss of that step is still finite. 1e30 keeps them finite for one step.
     config = tiny_config(tmp_path, learning_rate=learning_rate, checkpoint_every=1, steps_per_call=1)
-    with pytest.raises(train.TrainingError, match=f"Training diverged by step [12]: {cause}; ") as raised:
+    with pytest.raises(TrainingError, match=f"Training diverged by step [12]: {cause}; ") as raised:
         make_trainer(config).run()
     message = str(raised.value)
     checkpoint_dir = os.path.join(config.checkpoint_dir, config.name)
@@ -186,9 +188,9 @@ def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp
                 f"'{checkpoint_dir}'.") in message
         restored = make_trainer(config)
         restored.checkpoint.restore(restored.manager.latest_checkpoint)
-        assert restored.step == checkpoint_step and restored.weights_are_finite()
+        assert restored.step == checkpoint_step and restored.dann_step.weights_are_finite()
         # A saved checkpoint is protected: the same command refuses to start over it.
-        with pytest.raises(train.TrainingError, match="already exists"):
+        with pytest.raises(TrainingError, match="already exists"):
             make_trainer(config).start(resume=False)
     # The advice is a command that works: a lower learning rate under a new name.
     advice = message.split("add ")[1].split(" to the same command")[0].split()
@@ -199,17 +201,17 @@ def test_a_diverging_run_keeps_no_bad_checkpoint_and_says_how_to_start_again(tmp
 
 def domain_gradients(networks, images, strength):
     """Gradient of the domain loss on the features, through the GRL and around it."""
-    networks.gradient_reversal.set_strength(strength)
+    networks.gradient_reversal.set_lambda(strength)
     features = networks.feature_extractor(images)
     domain_labels = tf.constant([0, 0, 1, 1])
     after_reversal = networks.domain_classifier.layers[1:]  # The classifier's own layers.
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(features)
-        through_grl = step.cross_entropy(domain_labels, networks.domain_classifier(features))
+        through_grl = tf.reduce_mean(cross_entropies(domain_labels, networks.domain_classifier(features)))
         direct = features
         for layer in after_reversal:
             direct = layer(direct)
-        own = step.cross_entropy(domain_labels, direct)
+        own = tf.reduce_mean(cross_entropies(domain_labels, direct))
     return tape.gradient(through_grl, features), tape.gradient(own, features)
 
 
@@ -233,7 +235,7 @@ def test_resume_checks_the_settings_saved_beside_the_checkpoint_when_the_logs_ar
     make_trainer(config).run()
     saved = (tmp_path / "checkpoints" / config.name / "config.json").read_text()
     elsewhere = tiny_config(tmp_path, log_dir=str(tmp_path / "other"), batch_size=16, learning_rate=0.5)
-    with pytest.raises(train.TrainingError, match="differ from the saved run: batch_size, learning_rate, "
+    with pytest.raises(TrainingError, match="differ from the saved run: batch_size, learning_rate, "
                                                   "log_dir"):
         make_trainer(elsewhere).run(resume=True)
     # The record of what the first steps trained with is kept.
@@ -248,11 +250,11 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit_or_has_no_settings(tmp_pa
     averaged = dataclasses.replace(config, ema_momentum=0.5)
     for folder in (tmp_path / "logs", tmp_path / "checkpoints"):
         (folder / config.name / "config.json").write_text(averaged.to_json())
-    with pytest.raises(train.TrainingError, match="does not fit this run's networks and optimizer"):
+    with pytest.raises(TrainingError, match="does not fit this run's networks and optimizer"):
         make_trainer(averaged).start(resume=True)
     for folder in (tmp_path / "logs", tmp_path / "checkpoints"):
         (folder / config.name / "config.json").unlink()
-    with pytest.raises(train.TrainingError, match="has no config.json"):
+    with pytest.raises(TrainingError, match="has no config.json"):
         make_trainer(config).start(resume=True)
 
 
@@ -272,7 +274,7 @@ def test_a_run_that_another_process_is_training_is_refused_before_any_work(tmp_p
     holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
-        with pytest.raises(train.TrainingError, match="Another process is training this run now"):
+        with pytest.raises(TrainingError, match="Another process is training this run now"):
             make_trainer(config).run()
     finally:
         holder.kill()
@@ -306,7 +308,7 @@ def test_a_stop_during_the_last_evaluation_or_the_export_is_honoured(tmp_path, s
         return result
 
     setattr(trainer, stop_during, then_a_signal_arrives)
-    with pytest.raises(train.TrainingStopped, match=f"Stopped by SIGTERM at step 12, {where}; its checkpoint"):
+    with pytest.raises(TrainingStopped, match=f"Stopped by SIGTERM at step 12, {where}; its checkpoint"):
         trainer.run()
     assert trainer.checkpoint_step == 12
     assert not (tmp_path / "logs" / config.name / "final.json").exists()

@@ -15,6 +15,8 @@ import zlib
 
 import numpy as np
 from PIL import Image
+from utils.errors import DataError
+
 
 BSDS_FILE = "BSR_bsds500.tgz"
 # Where BSDS_FILE is downloaded from, tried in order. This list was written on a
@@ -203,7 +205,7 @@ def _decode(name, data, source):
 
 def _download_mnist():
     # Keras is imported here because loading TensorFlow takes seconds and
-    # only a download needs it; tensorflow_startup first, as in the scripts.
+    # only a download needs it; utils.runtime.startup first, as in the scripts.
     import utils.runtime.startup  # noqa: F401
     import keras
 

@@ -23,6 +23,8 @@ import os
 import shutil
 import tempfile
 
+import numpy as np
+
 from utils.data import splits
 from utils.errors import DataError
 

@@ -30,11 +30,11 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
               peer_timeout_seconds=120.0):
     """Lets GPUs grow their memory; splits the CPU into cpu_devices logical devices; sets threads
     for `shards` slices side by side; seeds Python, NumPy and TensorFlow; sets op determinism.
-    Returns the tf.distribute strategy to train under (utils/distribution.py).
+    Returns the tf.distribute strategy to train under (utils/runtime/distribution.py).
 
     threads: (inter-op, intra-op) thread counts to use instead (0: TensorFlow's
     default), for benchmarks. peer_timeout_seconds bounds a multi_worker wait
-    for a peer (utils/distribution.py). Devices, threads and memory growth must be set
+    for a peer (utils/runtime/distribution.py). Devices, threads and memory growth must be set
     before TensorFlow first runs an op, so call this before building any
     model; if the runtime has already started (a second run in one process),
     its thread settings stay.
@@ -65,13 +65,20 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
     return chosen
 
 
-def configure_for(config, threads=None):
-    """configure() with a Config's seed, determinism, batch shards, CPU devices, strategy and peer timeout.
-
-    The slices are picked for one replica: with cpu_devices > 1 (or
-    multi_worker) the automatic choice is 1 slice, see batch_shards.
-    """
+def slices_for(config):
+    """The slices each replica computes side by side under `config` (batch_shards picks them):
+    picked for one replica unless cpu_devices > 1 or multi_worker make several."""
     one_replica = config.cpu_devices == 1 and config.strategy != "multi_worker"
-    return configure(config.seed, config.deterministic,
-                     batch_shards(config.batch_shards, config.batch_size // 2, one_replica),
-                     config.cpu_devices, config.strategy, threads, config.peer_timeout_seconds)
+    return batch_shards(config.batch_shards, config.batch_size // 2, one_replica)
+
+
+def configure_for(config, threads=None):
+    """configure() with a Config's seed, determinism, slices, CPU devices, strategy and peer timeout.
+
+    Returns (the tf.distribute strategy, the slice count) that
+    utils/training/trainer.Trainer takes.
+    """
+    slices = slices_for(config)
+    strategy = configure(config.seed, config.deterministic, slices, config.cpu_devices, config.strategy,
+                         threads, config.peer_timeout_seconds)
+    return strategy, slices

@@ -33,7 +33,8 @@ from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
 from tensorflow.python.distribute import multi_worker_util
 from tensorflow.python.eager import context
 
-from utils import tensorflow_startup
+from utils.errors import DistributionError
+from utils.runtime import startup
 
 # What TensorFlow raises when a peer has not joined, has gone, or has stopped answering.
 PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
@@ -74,7 +75,7 @@ def make_strategy(name, peer_timeout_seconds=120.0):
     if name == "multi_worker":
         cluster, own_task = read_tf_config()
         bound_peer_waits(cluster, peer_timeout_seconds)
-        tensorflow_startup.filter_peer_loss_noise()
+        startup.filter_peer_loss_noise()
         try:
             return tf.distribute.MultiWorkerMirroredStrategy()
         except PEER_ERRORS as error:
