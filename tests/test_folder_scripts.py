@@ -25,9 +25,17 @@ TINY_RUN = ["--epochs", "2", "--batch_size", "8", "--log_every", "2", "--eval_ev
 
 
 def train_arguments(tmp_path, *extra):
-    return ["--source_dir", str(tmp_path / "source"), "--target_dir", str(tmp_path / "target"),
-            "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints"),
-            *TINY_RUN, *extra]
+    """The tiny run's train.py arguments; `extra` (--name value pairs) replaces the values it names,
+    since train.py refuses a setting given twice."""
+    tokens = ["--source_dir", str(tmp_path / "source"), "--target_dir", str(tmp_path / "target"),
+              "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints"),
+              *TINY_RUN, *extra]
+    settings = {}
+    for index, token in enumerate(tokens):
+        if token.startswith("--"):
+            value = tokens[index + 1] if index + 1 < len(tokens) else None
+            settings[token] = None if value is None or value.startswith("--") else value
+    return [part for name, value in settings.items() for part in ([name] if value is None else [name, value])]
 
 
 @pytest.fixture(scope="module")
