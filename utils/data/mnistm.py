@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from utils.files import atomic_path, check_writable
 from utils.plots import save_mnistm_preview
+from utils.data import pipeline
 from utils.data.datasets import check_array, check_labels, load_bsds_train_images, load_mnist, read_npz
 
 CROP_SIZE = 28
@@ -79,33 +80,6 @@ def make_mnistm_images(digits, backgrounds, rng):
     return blend(digits, gather_crops(backgrounds, positions)), positions
 
 
-def pixel_mean(mnist_images, mnistm_images, binarize_source=False, colour_source=False):
-    """Per-channel mean, in 0..255, over the MNIST images as RGB and the MNIST-M images together.
-
-    binarize_source: take the MNIST digits as training feeds them when it
-    binarises them (x > 0 -> 255), so that the mean is that of the images
-    the network sees, as in the reference code. The npz file stores the
-    mean of the grey digits, a statistic of the stored arrays.
-    colour_source: the digits as drawn in random colours, whose mean is
-    127.5 on every channel whatever the digit, since both colours are uniform
-    in 0..255 (utils/pipeline.random_colours).
-    """
-    # A grey MNIST image as RGB holds its grey level on every channel, so its
-    # per-channel sum is its grey sum.
-    if colour_source:
-        mnist_sum = 127.5 * mnist_images.size
-    elif binarize_source:
-        mnist_sum = 255 * np.count_nonzero(mnist_images)
-    else:
-        mnist_sum = mnist_images.sum(dtype=np.int64)
-    # Summing whole images first and their channels after is exact in int64
-    # and ten times faster than numpy's reduction over axes (0, 1, 2).
-    mnistm_sums = mnistm_images.reshape(len(mnistm_images), -1).sum(axis=0, dtype=np.int64)
-    total = mnist_sum + mnistm_sums.reshape(-1, 3).sum(axis=0)
-    count = mnist_images.size + mnistm_images.size // 3
-    return (total / count).astype(np.float32)
-
-
 def arrays_sha256(arrays):
     """Hex sha256 over the arrays in sorted key order: each key, dtype, shape and bytes."""
     digest = hashlib.sha256()
@@ -151,7 +125,8 @@ def build_mnistm(mnist_path, bsds_path, out_path, seed=42, download_dir="data/do
 
     arrays = {"x_train": train_images, "y_train": y_train.astype(np.uint8),
               "x_test": test_images, "y_test": y_test.astype(np.uint8),
-              "pixel_mean": pixel_mean(x_train, train_images)}
+              "pixel_mean": np.asarray(pipeline.fed_pixel_mean(pipeline.fed_sums(x_train, 3),
+                                                               pipeline.fed_sums(train_images, 3)), np.float32)}
     log(f"Writing {out_path} and {preview_path}")
     with atomic_path(out_path) as npz_temporary, atomic_path(preview_path) as preview_temporary:
         # A stream, because np.savez adds ".npz" to a path that lacks it.

@@ -15,8 +15,6 @@ from utils.data.mnistm import build_mnistm, load_mnistm
 from utils.errors import DataError
 
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
-# random_colours draws both colours uniform in 0..255: a coloured image's mean on every channel.
-COLOURED_MEAN = 127.5
 
 
 def training_data(config, log=print):
@@ -24,34 +22,6 @@ def training_data(config, log=print):
     if config.uses_folders:
         return folder_data(config, log)
     return mnist_data(config, *load_mnist_arrays(config, log))
-
-
-def fed_sums(images, channels, binarize=False, colour=False):
-    """(per-channel sums, pixels per channel) of uint8 images as training feeds them.
-
-    binarize: x > 0 counts as 255. colour: in random colours, whose mean is
-    COLOURED_MEAN whatever the image. Grey images without a channel axis
-    (MNIST) are repeated over `channels`.
-    """
-    grey = images.ndim == 3
-    count = images.size if grey else images.size // images.shape[-1]
-    if colour:
-        return np.full(channels, COLOURED_MEAN * count), count
-    if grey:
-        total = 255 * np.count_nonzero(images) if binarize else images.sum(dtype=np.int64)
-        return np.full(channels, total), count
-    if binarize:
-        return np.count_nonzero(images.reshape(-1, images.shape[-1]), axis=0) * 255, count
-    # Summing whole images first and their channels after is exact in int64
-    # and ten times faster than numpy's reduction over axes (0, 1, 2).
-    return images.reshape(len(images), -1).sum(axis=0, dtype=np.int64).reshape(-1, channels).sum(axis=0), count
-
-
-def fed_pixel_mean(*sums_and_counts):
-    """The per-channel mean, in 0..255, of the domains' fed_sums taken together."""
-    total = sum(sums for sums, _ in sums_and_counts)
-    count = sum(count for _, count in sums_and_counts)
-    return [float(value) for value in (total / count).astype(np.float32)]
 
 
 def load_mnist_arrays(config, log=print):
@@ -80,8 +50,8 @@ def mnist_pixel_mean(config, mnist_images, mnistm_images):
     as the config feeds them, and the MNIST-M train images."""
     if config.source_validation_fraction:
         mnist_images = mnist_images[mnist_training_digits(config, len(mnist_images))[0]]
-    return fed_pixel_mean(fed_sums(mnist_images, 3, config.binarize_source, config.colour_source),
-                          fed_sums(mnistm_images, 3))
+    return pipeline.fed_pixel_mean(pipeline.fed_sums(mnist_images, 3, config.binarize_source, config.colour_source),
+                          pipeline.fed_sums(mnistm_images, 3))
 
 
 def mnist_data(config, mnist, mnistm):
@@ -206,7 +176,7 @@ def folder_data(config, log=print):
         sums = [np.zeros(config.image_channels), 0]
 
         def add_sums(batch, binarize=binarize, sums=sums):
-            batch_sums, count = fed_sums(batch, config.image_channels, binarize)
+            batch_sums, count = pipeline.fed_sums(batch, config.image_channels, binarize)
             sums[0], sums[1] = sums[0] + batch_sums, sums[1] + count
 
         array = image_files.read_all(images, config.image_shape, keep=in_memory, batch_sums=add_sums)
@@ -216,8 +186,8 @@ def folder_data(config, log=print):
                                                   config.image_shape, binarize=binarize))
         if name in ("source", "target"):
             coloured = name == "source" and config.colour_source
-            fed.append((np.full(config.image_channels, COLOURED_MEAN * sums[1]), sums[1]) if coloured
+            fed.append((np.full(config.image_channels, pipeline.COLOURED_MEAN * sums[1]), sums[1]) if coloured
                        else tuple(sums))
     return pipeline.DomainData(domains["source"], domains["target"], domains["source_test"],
-                               domains["target_test"], fed_pixel_mean(*fed),
+                               domains["target_test"], pipeline.fed_pixel_mean(*fed),
                                source_validation=domains.get("source_validation"))
