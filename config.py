@@ -16,7 +16,12 @@ import math
 MODES = ("dann", "source_only", "target_only")
 # Keras dtype policies, or auto (utils/precision.py says what each does and what auto picks).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/distribution.py
+STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/runtime/distribution.py
+# Short flags: --mnist PATH is --mnist_path PATH.
+FLAG_ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}
+# Fields under their former names, still accepted as flags and in saved
+# config.json files until the next release: old name -> new name.
+RENAMED_FIELDS = {"colour_source": "color_source"}
 
 # Named sets of overrides on the defaults below: `python train.py --preset NAME`,
 # with any --field value on top. Each records what it is for and where it comes from.
@@ -26,8 +31,8 @@ PRESETS = {
     # (README), against the paper's 0.7666.
     "paper": {},
     # The reference post's run (its code: Daipuwei/DANN-MNIST-tf2): 128 + 128
-    # images a step for 5,000 epochs (about 2.3 M steps, days on a GPU), grey
-    # source digits (and so a pixel mean over grey digits), and a domain loss
+    # images a step for 5,000 epochs (about 2.3 M steps, days on a GPU), gray
+    # source digits (and so a pixel mean over gray digits), and a domain loss
     # that sums the source and the target mean (twice the mean over the batch).
     # Its log reads 0.871 on MNIST-M at the last epoch. Not run here.
     "daipuwei": {"batch_size": 256, "epochs": 5000.0, "binarize_source": False,
@@ -36,10 +41,10 @@ PRESETS = {
     # 27 minutes of training alone on 2 CPU cores (README; chosen on the
     # MNIST-M train labels, never the test labels, docs/recipe.md, and the
     # choice of the label-free judge, docs/reverse_validation.md). Source
-    # digits in random colours, a learning rate that stays high (0.01 ->
+    # digits in random colors, a learning rate that stays high (0.01 ->
     # 0.0039), lambda rising slowly to 0.85, 50 epochs, and the weights'
     # moving average for evaluation and export. The networks are the paper's.
-    "long": {"epochs": 50.0, "colour_source": True, "lr_alpha": 2.5, "lambda_gamma": 2.5,
+    "long": {"epochs": 50.0, "color_source": True, "lr_alpha": 2.5, "lambda_gamma": 2.5,
              "ema_momentum": 0.999},
 }
 
@@ -53,9 +58,9 @@ class Config:
     mnistm_seed: int = 42  # Seed of the MNIST-M backgrounds and crops.
     download_dir: str = "data/downloads"  # Where downloaded archives are cached.
     binarize_source: bool = True  # Source digits as 0/255, like the digits inside MNIST-M.
-    # Augmentation: each source digit in training drawn in two random colours,
-    # a background and a stroke colour (utils/pipeline.random_colours). The paper: off.
-    colour_source: bool = False
+    # Augmentation: each source digit in training drawn in two random colors,
+    # a background and a stroke color (utils/pipeline.random_colors). The paper: off.
+    color_source: bool = False
 
     # your own data: image folders instead of the MNIST and MNIST-M files (docs/folders.md)
     source_dir: str = ""  # One subfolder of images per class; empty: MNIST.
@@ -71,7 +76,7 @@ class Config:
     # 0: none, so the paper's MNIST numbers train on all 60,000 digits.
     source_validation_fraction: float = 0.0
     image_size: int = 28  # Images are resized to image_size x image_size pixels.
-    image_channels: int = 3  # 3: colour (grey images repeat their channel); 1: grey.
+    image_channels: int = 3  # 3: color (gray images repeat their channel); 1: gray.
     # Folders up to this many MB of uint8 pixels are held in memory; larger
     # ones are decoded from disk batch by batch (utils/image_folders.py). 0: always from disk.
     in_memory_mb: int = 2000
@@ -183,8 +188,8 @@ class Config:
             (0 <= self.source_validation_fraction < 1,
              f"source_validation_fraction must be in [0, 1), got {self.source_validation_fraction}"),
             (self.image_channels in (1, 3), f"image_channels must be 1 or 3, got {self.image_channels}"),
-            (self.image_channels == 3 or not self.colour_source,
-             "colour_source draws colours: it needs image_channels 3"),
+            (self.image_channels == 3 or not self.color_source,
+             "color_source draws colors: it needs image_channels 3"),
             (self.image_size >= smallest_image_size(self.kernel_size),
              f"image_size {self.image_size} is too small for the paper network: two {self.kernel_size}x"
              f"{self.kernel_size} 'valid' convolutions, each followed by a 2x2 pooling, need at least "
@@ -246,6 +251,8 @@ def usage(description, aliases=None):
             lines.append(f"  --{field.name} {field.type.__name__} (default: {getattr(defaults, field.name)!r})")
     for short, name in (aliases or {}).items():
         lines.append(f"  --{short} is short for --{name}")
+    for old_name, name in RENAMED_FIELDS.items():
+        lines.append(f"  --{old_name} is the former name of --{name}, accepted until the next release")
     return "\n".join(lines)
 
 
@@ -266,14 +273,23 @@ def _parse_value(name, text, field_type):
     raise ValueError(f"--{name} expects a {field_type.__name__}, got '{text}'.")
 
 
-def parse_overrides(arguments, aliases=None):
+def from_saved(settings):
+    """The Config of a saved config.json: renamed fields under their new names, and fields this
+    version no longer has dropped, so that runs of earlier versions still load. Values are
+    checked by Config itself."""
+    known = {field.name for field in dataclasses.fields(Config)}
+    settings = {RENAMED_FIELDS.get(key, key): value for key, value in settings.items()}
+    return Config(**{key: value for key, value in settings.items() if key in known})
+
+
+def parse_overrides(arguments, aliases=FLAG_ALIASES):
     """Maps ['--name', 'value', '--other=value'] onto Config field values.
 
     Every name must be a Config field (or a key of `aliases`, which maps a
-    short name such as 'mnist' to its field); unknown names and values of the
-    wrong type raise ValueError before any work starts.
+    short name such as 'mnist' to its field, or of RENAMED_FIELDS); unknown
+    names and values of the wrong type raise ValueError before any work starts.
     """
-    aliases = aliases or {}
+    aliases = {**RENAMED_FIELDS, **(aliases or {})}
     field_types = {field.name: field.type for field in dataclasses.fields(Config)}
     overrides = {}
     remaining = list(arguments)

@@ -8,8 +8,8 @@ Writes data/mnist_m.npz and data/mnist_m_preview.png, and prints the sha256
 of the arrays: the same inputs and seed always give the same sha256. The
 defaults come from config.py. Bad input prints one `error:` line and exits 2.
 
---export-folders DIR writes DIR/mnist/{train,test}/<digit>/<index>.png (grey)
-and DIR/mnistm/{train,test}/<digit>/<index>.png (colour), 140,000 PNGs, the
+--export-folders DIR writes DIR/mnist/{train,test}/<digit>/<index>.png (gray)
+and DIR/mnistm/{train,test}/<digit>/<index>.png (color), 140,000 PNGs, the
 layout train.py's --source_dir and --target_dir read (docs/folders.md). It
 uses the npz at --out when it exists, and builds it first otherwise.
 """

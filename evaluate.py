@@ -60,7 +60,7 @@ from utils.data import training_data
 # `python train.py` gives; pretrained/long holds the long preset's.
 PRETRAINED_MODEL = os.path.join("pretrained", "paper")
 TEST_SET_TITLES = {"mnist": "MNIST test (source)", "mnistm": "MNIST-M test (target)",
-                   "mnistm_official": "original MNIST-M test, centre-cropped",
+                   "mnistm_official": "original MNIST-M test, center-cropped",
                    "mnistm_train": "MNIST-M train (labels unused by dann)"}
 SHORT_TITLES = {"mnist": "MNIST", "mnistm": "MNIST-M", "mnistm_official": "original MNIST-M",
                 "mnistm_train": "MNIST-M train"}

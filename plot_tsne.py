@@ -7,7 +7,7 @@
 
 As figure 2 of Ganin & Lempitsky (2015): the same sample of test images from
 each domain is passed through each model's feature extractor and embedded in
-2-D with scikit-learn's t-SNE, coloured by domain. Without adaptation the two
+2-D with scikit-learn's t-SNE, colored by domain. Without adaptation the two
 domains form separate clusters; with DANN they mix. About a minute per
 panel for 2 x 1500 images on two CPU cores. Bad input prints one `error:`
 line and exits 2.

@@ -11,7 +11,7 @@ those self-labelled target images to the unlabelled source training images;
 its accuracy on source images that neither run trained on is the reverse
 validation accuracy (Ganin et al., JMLR 2016, section 5.1.2), higher the
 better. Measured on 16 runs, it ranked them poorly, and the cheaper
-information maximisation score ranked them well: that score is the judge
+information maximization score ranked them well: that score is the judge
 docs/reverse_validation.md recommends.
 
 Those source images are the run's held-out part when it trained with
@@ -21,7 +21,7 @@ are in TensorBoard and its checkpoints in checkpoints/, and --resume
 continues it after Ctrl-C. The JSON (default
 logs/<run>-reverse/reverse_validation.json, also printed) adds cheaper
 label-free scores of eta: its source validation accuracy, the negative
-entropy and the information maximisation score of its target predictions,
+entropy and the information maximization score of its target predictions,
 and its domain classifier's accuracy when the folder holds a checkpoint.
 Bad input prints one `error:` line, exits 2 and writes nothing. Ctrl-C or
 SIGTERM before the reverse run starts prints one `Stopped by ...` line,
@@ -127,14 +127,14 @@ def reverse_run_config(config, epochs, reverse_name):
     """The run's settings for the reverse run: the same algorithm, with its own length and name.
 
     It trains on this machine's devices (strategy auto: one device, or its
-    GPUs) rather than the run's machines. Random colours are an augmentation
-    of grey source digits: the reverse source, the target's images, is in
-    colour already, and recoloured MNIST-M kept a long-preset reverse run at
+    GPUs) rather than the run's machines. Random colors are an augmentation
+    of gray source digits: the reverse source, the target's images, is in
+    color already, and recolored MNIST-M kept a long-preset reverse run at
     chance for 1,000 steps (docs/reverse_validation.md).
     """
     return dataclasses.replace(config, epochs=epochs, run_name=reverse_name, log_dir="logs",
                                checkpoint_dir="checkpoints", strategy="auto", cpu_devices=1,
-                               colour_source=False)
+                               color_source=False)
 
 
 def judge(arguments, config, reverse_config, runtime, config_path, out_path):
@@ -161,7 +161,7 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
         pixels = [np.concatenate(list(reverse.pixel_batches(domain))) for domain in (validation, data.target_test)]
         results["domain_accuracy"] = metrics.domain_accuracy(run, *pixels)["overall"]
     print(f"{run.name}: source validation accuracy {results['source_validation_accuracy']:.4f} on "
-          f"{len(validation)} images ({validation_name}), information maximisation "
+          f"{len(validation)} images ({validation_name}), information maximization "
           f"{results['information_maximization']:.4f}.")
     if arguments.scores_only:
         return {**results, "minutes": (time.perf_counter() - started) / 60, "out": out_path}

@@ -32,7 +32,6 @@ from config import MODES, parse_overrides, preset_config
 from utils import scripts
 from utils.files import write_text_atomic
 
-TRAIN_ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}  # The short names train.py accepts.
 MODE_TITLES = {"source_only": "source only", "dann": "DANN", "target_only": "train on target"}
 # MNIST -> MNIST-M accuracy in Ganin & Lempitsky (2015), table 2 (JMLR 2016, table 2).
 PAPER_MNISTM_ACCURACY = {"source_only": 0.5225, "dann": 0.7666, "target_only": 0.9596}
@@ -50,7 +49,7 @@ def parse_arguments(arguments):
     parser.add_argument("--table-only", action="store_true", help="Train nothing; write the table.")
     parsed, train_arguments = parser.parse_known_args(arguments)
     # Checked now, so a typo fails before hours of training rather than in the first train.py call.
-    overrides = parse_overrides(train_arguments, aliases=TRAIN_ALIASES)
+    overrides = parse_overrides(train_arguments)
     fixed = sorted({"mode", "seed", "run_name"} & set(overrides))
     if fixed:
         parser.error(f"{', '.join('--' + name for name in fixed)}: set per run by run_results.py; "

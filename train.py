@@ -26,7 +26,7 @@ import sys
 
 import tensorflow as tf
 
-from config import parse_overrides, preset_config, usage
+from config import FLAG_ALIASES, parse_overrides, preset_config, usage
 from utils.data.training_data import folder_classes, training_data
 from utils.errors import UserError
 from utils.runtime import devices, distribution, precision
@@ -34,12 +34,9 @@ from utils.scripts import run_main
 from utils.training.stopping import TrainingStopped, stop_on_signals
 from utils.training.trainer import Trainer
 
-ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}
-
-
 def parse_config(arguments):
     """The Config the arguments ask for, its precision resolved ("auto" is recorded as what it picked)."""
-    config = preset_config(**parse_overrides(arguments, aliases=ALIASES))
+    config = preset_config(**parse_overrides(arguments))
     if config.uses_folders:
         # The networks' number of classes comes from the source folder.
         config = dataclasses.replace(config, class_names=folder_classes(config))
@@ -66,7 +63,7 @@ def restart_command(config, arguments, program):
 
 def main(arguments, program="train.py"):
     if "--help" in arguments or "-h" in arguments:
-        print(usage(__doc__, ALIASES))
+        print(usage(__doc__, FLAG_ALIASES))
         return 0
     resume = "--resume" in arguments
     arguments = [argument for argument in arguments if argument != "--resume"]

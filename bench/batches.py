@@ -4,7 +4,7 @@ import numpy as np
 
 
 def numpy_batch(images, labels, count, rng, pixel_mean, is_mnist, binarize):
-    """`count` random images normalised as utils.pipeline does: RGB, optional binarisation, (x - mean) / 255.
+    """`count` random images normalized as utils.pipeline does: RGB, optional binarization, (x - mean) / 255.
 
     Returns float32 NHWC images and int32 labels.
     """

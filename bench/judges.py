@@ -13,7 +13,7 @@ pick (its highest) and that run's test accuracy beside the best one's.
 Scores, each oriented so that higher should be better:
 - reverse validation accuracy (reverse_validation.py);
 - source validation accuracy: the run's accuracy on held-out source images;
-- negative entropy and information maximisation of its target predictions;
+- negative entropy and information maximization of its target predictions;
 - domain confusion: minus the distance of the domain classifier's accuracy
   from 0.5 (chance). A source_only run never trains its domain classifier,
   so the score says little there.
@@ -41,7 +41,7 @@ SCORES = {
     "reverse_validation_accuracy": "reverse validation",
     "source_validation_accuracy": "source validation accuracy",
     "negative_entropy": "negative entropy",
-    "information_maximization": "information maximisation",
+    "information_maximization": "information maximization",
     "domain_confusion": "domain confusion",
 }
 # Fields that say where a run reads and writes, not how it trains: left out of its command.

@@ -6,7 +6,7 @@ The paper's MNIST model as in model/networks.py (conv 5x5x32, pool, conv
 5x5x48, pool; FC100-FC100-10; GRL-FC100-2), SGD with momentum, the paper's
 learning-rate and lambda schedules, and the same batch (half source, half
 target) through one pass of the feature extractor, written as a PyTorch user
-would write it well. Batches are drawn and normalised in NumPy as
+would write it well. Batches are drawn and normalized in NumPy as
 utils.pipeline does. Prints one JSON object with steps/s and images/s.
 """
 

@@ -2,8 +2,8 @@
 
 Forward it is the identity; backward it multiplies the incoming gradient by
 -lambda. Placed between the feature extractor and the domain classifier, it
-lets one SGD step minimise the domain loss for the domain classifier while
-maximising it for the features, which pushes the features to be
+lets one SGD step minimize the domain loss for the domain classifier while
+maximizing it for the features, which pushes the features to be
 domain-invariant.
 """
 

@@ -1,5 +1,5 @@
 """The DANN loss: the objective of Ganin & Lempitsky (ICML 2015, section 3) and Ganin et al.
-(JMLR 2016, section 4), in the form that one SGD step minimises for every network:
+(JMLR 2016, section 4), in the form that one SGD step minimizes for every network:
 
     E = L_y + w * L_d
 

@@ -96,7 +96,7 @@ class Networks:
     def classifier(self, pixel_mean):
         """Feature extractor + label classifier as one model taking raw pixels (0..255).
 
-        The normalisation (x - pixel_mean) / 255 is built in, so the exported
+        The normalization (x - pixel_mean) / 255 is built in, so the exported
         model needs no preprocessing code beside it. It returns a dict:
         "logits", "probabilities" (softmax) and "class_name", the name of the
         most probable class. The names live in a StringLookup layer, a Keras
@@ -112,9 +112,9 @@ class Networks:
             label_classifier.set_weights(self.label_classifier.get_weights())
         channels = self.image_shape[-1]
         inputs = keras.Input(shape=self.image_shape, name="pixels")
-        normalised = layers.Normalization(
+        normalized = layers.Normalization(
             mean=list(pixel_mean), variance=[255.0 ** 2] * channels, name="normalise")(inputs)
-        logits = label_classifier(feature_extractor(normalised))
+        logits = label_classifier(feature_extractor(normalized))
         probabilities = layers.Softmax(name="probabilities")(logits)
         class_name = layers.StringLookup(vocabulary=list(self.class_names), invert=True,
                                          num_oov_indices=0, name="class_names")(

@@ -27,12 +27,12 @@ REQUIRED_TAGS = {
 
 
 def fake_mnist_arrays(train_count=12, test_count=6, seed=0):
-    """Tiny MNIST arrays in the Keras layout, about half of each image 0 so binarisation sees both values."""
+    """Tiny MNIST arrays in the Keras layout, about half of each image 0 so binarization sees both values."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for split, count in (("train", train_count), ("test", test_count)):
-        grey = rng.integers(1, 256, (count, 28, 28), dtype=np.uint8)
-        arrays[f"x_{split}"] = np.where(rng.random(grey.shape) < 0.5, grey, np.uint8(0))
+        gray = rng.integers(1, 256, (count, 28, 28), dtype=np.uint8)
+        arrays[f"x_{split}"] = np.where(rng.random(gray.shape) < 0.5, gray, np.uint8(0))
         arrays[f"y_{split}"] = rng.integers(0, 10, count, dtype=np.uint8)
     return arrays
 

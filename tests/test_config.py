@@ -124,7 +124,7 @@ def test_the_long_preset_keeps_the_papers_networks_and_mode():
     for name in ("conv1_filters", "conv2_filters", "kernel_size", "label_hidden_units",
                  "domain_hidden_units", "mode", "batch_size", "learning_rate", "momentum"):
         assert getattr(config, name) == getattr(paper, name), name
-    assert (config.colour_source, config.epochs, config.lr_alpha, config.lambda_gamma,
+    assert (config.color_source, config.epochs, config.lr_alpha, config.lambda_gamma,
             config.ema_momentum, config.seed) == (True, 50.0, 2.5, 2.5, 0.999, 1)
 
 

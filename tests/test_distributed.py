@@ -39,7 +39,7 @@ from utils.data import training_data
 from utils.runtime import devices
 from utils.training.trainer import Trainer
 config = tiny_config(pathlib.Path(sys.argv[4]).parent, strategy=sys.argv[2], cpu_devices=int(sys.argv[3]),
-                     batch_shards=1, colour_source=True, ema_momentum=0.5)
+                     batch_shards=1, color_source=True, ema_momentum=0.5)
 trainer = Trainer(config, training_data.mnist_data(config, *tiny_training_arrays()), *devices.configure_for(config))
 trainer.train_steps(tf.constant(4))
 with trainer.dann_step.evaluation_weights():
@@ -61,8 +61,8 @@ def train_a_few_steps(tmp_path, strategy, cpu_devices):
 
 
 def test_two_logical_cpu_devices_train_the_weights_of_one_device(tmp_path):
-    # Random colours and the weights' moving average on, so that each replica's
-    # share of the colours and the averages' update are checked too.
+    # Random colors and the weights' moving average on, so that each replica's
+    # share of the colors and the averages' update are checked too.
     one = train_a_few_steps(tmp_path, "auto", 1)
     two = train_a_few_steps(tmp_path, "mirrored", 2)
     assert (int(one["replicas"]), int(two["replicas"])) == (1, 2)

@@ -58,7 +58,7 @@ def test_a_checkpoint_folder_reproduces_the_runs_final_evaluation(tiny_run, tmp_
     assert results["mnist_test_accuracy"] == pytest.approx(final["val/source_acc"], abs=1e-6)
     assert results["mnistm_test_accuracy"] == pytest.approx(final["val/target_acc"], abs=1e-6)
     assert results["domain_accuracy"]["overall"] == pytest.approx(final["val/domain_acc"], abs=1e-6)
-    # The official layout holds the same images padded by 2: the centre crop recovers them.
+    # The official layout holds the same images padded by 2: the center crop recovers them.
     assert results["mnistm_official_test_accuracy"] == results["mnistm_test_accuracy"]
     assert results["config"].endswith("tiny/config.json") and results["binarize_source"] is True
     for name in ("mnist", "mnistm", "mnistm_official"):

@@ -27,7 +27,7 @@ def write_image(path, pixels, image_format="PNG"):
 
 
 def write_class_folder(folder, per_class=6, classes=CLASSES, size=(28, 28), seed=0):
-    """Random colour PNGs, per_class in each class subfolder; returns {path: (pixels, class index)}."""
+    """Random color PNGs, per_class in each class subfolder; returns {path: (pixels, class index)}."""
     rng = np.random.default_rng(seed)
     written = {}
     for label, name in enumerate(classes):
@@ -121,10 +121,10 @@ def test_loaded_folders_hold_the_images_their_labels_and_the_mean_of_what_traini
         assert domain.labels.numpy().tolist() == [label for _, label in expected]
     training = np.concatenate([data.source.images.numpy(), data.target.images.numpy()])
     np.testing.assert_allclose(data.pixel_mean, training.reshape(-1, 3).mean(axis=0), rtol=1e-6)
-    binarised = training_data.folder_data(folder_config(tmp_path), log=lambda line: None)
-    source_binarised = np.where(data.source.images.numpy() > 0, 255, 0)
-    expected_mean = np.concatenate([source_binarised, data.target.images.numpy()]).reshape(-1, 3).mean(axis=0)
-    np.testing.assert_allclose(binarised.pixel_mean, expected_mean, rtol=1e-6)
+    binarized = training_data.folder_data(folder_config(tmp_path), log=lambda line: None)
+    source_binarized = np.where(data.source.images.numpy() > 0, 255, 0)
+    expected_mean = np.concatenate([source_binarized, data.target.images.numpy()]).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(binarized.pixel_mean, expected_mean, rtol=1e-6)
 
 
 def test_streamed_folders_give_the_same_batches_and_evaluation_as_folders_in_memory(tmp_path):

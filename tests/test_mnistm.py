@@ -11,8 +11,8 @@ from PIL import Image
 import create_mnistm
 from conftest import fake_backgrounds, fake_mnist_arrays, replace_arrays, write_fake_bsds_tgz, write_fake_mnist
 from utils.data import mnistm
-from utils.mnistm import (arrays_sha256, build_mnistm, draw_crop_positions, load_mnistm,
-                          make_mnistm_images)
+from utils.data.mnistm import (arrays_sha256, build_mnistm, draw_crop_positions, load_mnistm,
+                               make_mnistm_images)
 from utils.errors import DataError
 from utils.data.datasets import load_bsds_train_images, load_mnist
 
@@ -25,8 +25,8 @@ def quiet(message):
 
 def recipe(crop, digit):
     """The recipe written the slow, obvious way: uint8(|crop - 255 * (digit > 0)|) on every channel."""
-    binarised = np.where(digit > 0, 255, 0)[..., None]
-    return np.abs(crop.astype(np.int16) - binarised).astype(np.uint8)
+    binarized = np.where(digit > 0, 255, 0)[..., None]
+    return np.abs(crop.astype(np.int16) - binarized).astype(np.uint8)
 
 
 def all_crops(backgrounds):

@@ -25,13 +25,13 @@ def test_images_are_centre_cropped_in_the_order_of_the_labels_file(tmp_path):
     np.testing.assert_array_equal(labels, [9, 7, 0])
 
 
-def test_a_greyscale_png_becomes_rgb(tmp_path):
+def test_a_grayscale_png_becomes_rgb(tmp_path):
     (tmp_path / IMAGE_FOLDER).mkdir()
-    grey = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) % 256
-    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / IMAGE_FOLDER / "a.png")
+    gray = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) % 256
+    Image.fromarray(gray.astype(np.uint8)).save(tmp_path / IMAGE_FOLDER / "a.png")
     (tmp_path / LABELS_FILE).write_text("a.png 3\n")
     loaded, _ = load_official_mnistm_test(str(tmp_path))
-    np.testing.assert_array_equal(loaded[0], np.repeat(grey[2:30, 2:30, None], 3, axis=2))
+    np.testing.assert_array_equal(loaded[0], np.repeat(gray[2:30, 2:30, None], 3, axis=2))
 
 
 def break_layout(folder, problem):

@@ -27,11 +27,11 @@ def drawn_indices(size, half_batch, seed, start_step, steps):
     return np.stack([source for source, _ in batches]), np.stack([target for _, target in batches])
 
 
-def test_source_to_rgb_repeats_the_grey_channel_and_can_binarise():
-    grey = np.array([[0, 1, 128, 255]], np.uint8).reshape(1, 1, 4)
-    np.testing.assert_array_equal(pipeline.source_to_rgb(grey, binarize=False).numpy()[0, 0],
+def test_source_to_rgb_repeats_the_gray_channel_and_can_binarize():
+    gray = np.array([[0, 1, 128, 255]], np.uint8).reshape(1, 1, 4)
+    np.testing.assert_array_equal(pipeline.source_to_rgb(gray, binarize=False).numpy()[0, 0],
                                   [[0] * 3, [1] * 3, [128] * 3, [255] * 3])
-    np.testing.assert_array_equal(pipeline.source_to_rgb(grey, binarize=True).numpy()[0, 0],
+    np.testing.assert_array_equal(pipeline.source_to_rgb(gray, binarize=True).numpy()[0, 0],
                                   [[0] * 3, [255] * 3, [255] * 3, [255] * 3])
 
 
@@ -42,7 +42,7 @@ def test_normalize_subtracts_the_pixel_mean_and_divides_by_255():
                                rtol=1e-6)
 
 
-def test_training_batches_are_normalised_rgb_floats():
+def test_training_batches_are_normalized_rgb_floats():
     stream = pipeline.training_dataset(indexed_domain(20, True), indexed_domain(20, False), 4,
                                        PIXEL_MEAN, seed=0)
     source_x, source_y, target_x, target_y = next(iter(stream))
@@ -94,50 +94,50 @@ def test_the_source_and_target_orders_are_independent_of_each_other_and_of_the_n
         assert np.mean(first == second) < 0.5
 
 
-def test_random_colours_move_each_image_between_its_background_and_stroke_colour():
-    # Pixel 0 takes the background colour, 255 the stroke colour, 51 a fifth of the way.
+def test_random_colors_move_each_image_between_its_background_and_stroke_color():
+    # Pixel 0 takes the background color, 255 the stroke color, 51 a fifth of the way.
     images = np.zeros((64, 28, 28, 3), np.uint8)
     images[:, 0, 0], images[:, 0, 1] = 255, 51
-    coloured = pipeline.random_colours(images, tf.constant([5, 2], tf.int64)).numpy()
-    background, stroke = coloured[:, 1, 1], coloured[:, 0, 0]
-    np.testing.assert_allclose(coloured[:, 5, 9], background)
-    np.testing.assert_allclose(coloured[:, 0, 1], background + 0.2 * (stroke - background),
+    colored = pipeline.random_colors(images, tf.constant([5, 2], tf.int64)).numpy()
+    background, stroke = colored[:, 1, 1], colored[:, 0, 0]
+    np.testing.assert_allclose(colored[:, 5, 9], background)
+    np.testing.assert_allclose(colored[:, 0, 1], background + 0.2 * (stroke - background),
                                atol=1e-3)
-    for colours in (background, stroke):
-        assert colours.min() >= 0 and colours.max() <= 255
-        # Each image and each channel draws its own colour.
-        assert len(np.unique(colours)) == colours.size
+    for colors in (background, stroke):
+        assert colors.min() >= 0 and colors.max() <= 255
+        # Each image and each channel draws its own color.
+        assert len(np.unique(colors)) == colors.size
     # About half the digits are darker than their background (binomial(64, 0.5): 20..44 is 99.8%).
     assert 20 <= np.sum(stroke.mean(axis=1) < background.mean(axis=1)) <= 44
     np.testing.assert_array_equal(
-        pipeline.random_colours(images, tf.constant([5, 2], tf.int64)).numpy(), coloured)
+        pipeline.random_colors(images, tf.constant([5, 2], tf.int64)).numpy(), colored)
 
 
-def coloured_batches(start_step, steps, colour_source=True):
+def colored_batches(start_step, steps, color_source=True):
     stream = pipeline.training_dataset(indexed_domain(24, True), indexed_domain(24, False), 6,
                                        PIXEL_MEAN, seed=1, start_step=start_step,
-                                       colour_source=colour_source)
+                                       color_source=color_source)
     return [[tensor.numpy() for tensor in batch] for batch in itertools.islice(stream, steps)]
 
 
-def test_coloured_source_batches_depend_on_the_step_alone_and_leave_the_target_alone():
-    uninterrupted, resumed = coloured_batches(0, 6), coloured_batches(4, 2)
-    grey = coloured_batches(0, 6, colour_source=False)
+def test_colored_source_batches_depend_on_the_step_alone_and_leave_the_target_alone():
+    uninterrupted, resumed = colored_batches(0, 6), colored_batches(4, 2)
+    gray = colored_batches(0, 6, color_source=False)
     for expected, batch in zip(uninterrupted[4:], resumed):
         for expected_tensor, tensor in zip(expected, batch):
             np.testing.assert_array_equal(tensor, expected_tensor)
-    for coloured, plain in zip(uninterrupted, grey):
-        np.testing.assert_array_equal(coloured[1], plain[1])  # Same source images...
-        assert not np.allclose(coloured[0], plain[0])  # ...in other colours,
-        np.testing.assert_array_equal(coloured[2], plain[2])  # and the same target batch.
+    for colored, plain in zip(uninterrupted, gray):
+        np.testing.assert_array_equal(colored[1], plain[1])  # Same source images...
+        assert not np.allclose(colored[0], plain[0])  # ...in other colors,
+        np.testing.assert_array_equal(colored[2], plain[2])  # and the same target batch.
 
 
-def test_the_colours_change_from_one_step_to_the_next():
-    # Every source image is the same digit, so two batches differ only by their colours.
+def test_the_colors_change_from_one_step_to_the_next():
+    # Every source image is the same digit, so two batches differ only by their colors.
     digits = np.zeros((24, 28, 28), np.uint8)
     digits[:, 10:18, 12:16] = 255
     source = pipeline.Domain(digits, np.zeros(24), is_mnist=True)
     stream = pipeline.training_dataset(source, indexed_domain(24, False), 6, PIXEL_MEAN, seed=1,
-                                       colour_source=True)
+                                       color_source=True)
     first, second = [batch[0].numpy() for batch in itertools.islice(stream, 2)]
     assert not np.allclose(first, second)

@@ -74,7 +74,7 @@ def test_the_export_of_a_mixed_run_computes_in_float32_with_the_same_weights(tmp
     assert computing and all(layer.compute_dtype == "float32" for layer in computing)
     pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 3)).astype(np.float32)
     # The float32 networks written out with plain ops, from the run's own weights.
-    normalised = (pixels - np.asarray(trainer.pixel_mean, np.float32)) / 255
-    expected, _ = reference_logits(weights(trainer), tf.constant(normalised))
+    normalized = (pixels - np.asarray(trainer.pixel_mean, np.float32)) / 255
+    expected, _ = reference_logits(weights(trainer), tf.constant(normalized))
     np.testing.assert_allclose(classifier.predict(pixels, verbose=0)["logits"], expected.numpy(),
                                rtol=1e-4, atol=1e-4)

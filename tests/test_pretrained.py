@@ -26,11 +26,11 @@ def test_the_shipped_weights_load_as_a_run_of_their_preset(preset, real_data_dir
     _, _, images, labels = load_mnist(os.path.join(real_data_dir, "mnist.npz"))
     digits = pipeline.source_to_rgb(images[:DIGITS], binarize=run.config.binarize_source)
     assert accuracy(run.classifier, digits.numpy(), labels[:DIGITS]) > 0.97
-    # Digits in random colours, as the long preset's training draws them: the
+    # Digits in random colors, as the long preset's training draws them: the
     # long weights read them, the paper's (trained on black and white) much less.
-    coloured = pipeline.random_colours(digits, tf.constant([0, 9], tf.int64)).numpy()
-    coloured_accuracy = accuracy(run.classifier, np.round(coloured).astype(np.uint8), labels[:DIGITS])
+    colored = pipeline.random_colors(digits, tf.constant([0, 9], tf.int64)).numpy()
+    colored_accuracy = accuracy(run.classifier, np.round(colored).astype(np.uint8), labels[:DIGITS])
     if preset == "long":
-        assert coloured_accuracy > 0.95
+        assert colored_accuracy > 0.95
     else:
-        assert coloured_accuracy < 0.9
+        assert colored_accuracy < 0.9

@@ -174,9 +174,9 @@ def test_domain_label_0_is_source_and_1_is_target_in_evaluate(tmp_path, domain):
 
 
 def fed_images(mnist_images, binarize):
-    """The source digits as training feeds them: RGB, binarised to 0/255 when asked."""
-    grey = np.where(mnist_images > 0, 255, 0) if binarize else mnist_images
-    return np.repeat(grey[..., None], 3, axis=-1).astype(np.float64)
+    """The source digits as training feeds them: RGB, binarized to 0/255 when asked."""
+    gray = np.where(mnist_images > 0, 255, 0) if binarize else mnist_images
+    return np.repeat(gray[..., None], 3, axis=-1).astype(np.float64)
 
 
 @pytest.mark.parametrize("binarize", [True, False])
@@ -187,9 +187,9 @@ def test_the_pixel_mean_is_that_of_the_images_training_feeds(tmp_path, binarize)
     np.testing.assert_allclose(trainer.pixel_mean, fed.mean(axis=(0, 1, 2)), rtol=1e-6)
 
 
-def test_with_random_colours_the_pixel_mean_takes_the_digits_at_their_mean_colour(tmp_path):
+def test_with_random_colors_the_pixel_mean_takes_the_digits_at_their_mean_color(tmp_path):
     mnist, mnistm = tiny_training_arrays()
-    trainer = make_trainer(tiny_config(tmp_path, colour_source=True))
+    trainer = make_trainer(tiny_config(tmp_path, color_source=True))
     digits = np.full(mnist["x_train"].shape + (3,), 127.5)
     fed = np.concatenate([digits, mnistm["x_train"]])
     np.testing.assert_allclose(trainer.pixel_mean, fed.mean(axis=(0, 1, 2)), rtol=1e-6)
@@ -251,8 +251,8 @@ def test_with_ema_evaluation_and_export_use_the_moving_average_and_training_the_
         average = now if average is None else [0.5 * old + 0.5 * new for old, new in zip(average, now)]
     classifier = keras.models.load_model(trainer.export())
     pixels = tiny_training_arrays()[1]["x_test"]
-    normalised = ((pixels - np.asarray(trainer.pixel_mean)) / 255).astype(np.float32)
-    expected = reference_logits([tf.constant(value) for value in average], normalised)[0].numpy()
+    normalized = ((pixels - np.asarray(trainer.pixel_mean)) / 255).astype(np.float32)
+    expected = reference_logits([tf.constant(value) for value in average], normalized)[0].numpy()
     np.testing.assert_allclose(classifier.predict(pixels.astype(np.float32), verbose=0)["logits"], expected,
                                rtol=1e-4, atol=1e-5)
     assert trainer.evaluate()["val/target_acc"] == pytest.approx(

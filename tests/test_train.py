@@ -53,9 +53,9 @@ def test_target_only_logs_the_accuracy_of_the_half_it_trains_on(tmp_path):
 
 
 def networks_logits(trainer, pixels):
-    """The networks' logits on (pixels - pixel_mean) / 255, the normalisation written out here."""
-    normalised = (pixels.astype(np.float64) - np.asarray(trainer.pixel_mean)) / 255.0
-    features = trainer.networks.feature_extractor(normalised.astype(np.float32), training=False)
+    """The networks' logits on (pixels - pixel_mean) / 255, the normalization written out here."""
+    normalized = (pixels.astype(np.float64) - np.asarray(trainer.pixel_mean)) / 255.0
+    features = trainer.networks.feature_extractor(normalized.astype(np.float32), training=False)
     return trainer.networks.label_classifier(features, training=False).numpy()
 
 

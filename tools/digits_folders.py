@@ -8,7 +8,7 @@ source, MNIST as the target (create_mnistm.py --export-folders writes it):
     python train.py --source_dir DIR --target_dir MNIST/train --target_test_dir MNIST/test \
         --binarize_source false --epochs 100
 
-The 17 grey levels (0..16) become 0..255; train.py resizes the 8x8 images to
+The 17 gray levels (0..16) become 0..255; train.py resizes the 8x8 images to
 its image_size. Exits 2 with one `error:` line when DIR exists.
 """
 

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 TILE_GAP = 2  # Pixels between a digit and its MNIST-M version.
 PAIR_GAP = 6  # Pixels between pairs, so each pair reads as one unit.
-DOMAIN_COLOURS = ("tab:blue", "tab:red")  # Source (MNIST), target (MNIST-M), in every figure.
+DOMAIN_COLORS = ("tab:blue", "tab:red")  # Source (MNIST), target (MNIST-M), in every figure.
 
 # One panel of a training-curve figure: the TensorBoard tags it draws, with their legend labels.
 Panel = collections.namedtuple("Panel", ["title", "y_label", "lines", "chance"], defaults=[None])
@@ -38,16 +38,16 @@ CURVE_FIGURES = {
 
 
 def save_mnistm_preview(path, mnist_images, mnistm_images, rows=8, columns=8):
-    """Saves a PNG grid of rows x columns pairs: an MNIST digit (grey) beside its MNIST-M version.
+    """Saves a PNG grid of rows x columns pairs: an MNIST digit (gray) beside its MNIST-M version.
 
     mnist_images: (N, 28, 28) uint8; mnistm_images: (N, 28, 28, 3) uint8,
     the same digits in the same order. Uses the first rows * columns pairs.
     """
     count = min(rows * columns, len(mnist_images))
     rows = -(-count // columns)  # Fewer rows when there are fewer images than the grid holds.
-    grey_as_rgb = np.repeat(mnist_images[:count, :, :, None], 3, axis=3)
+    gray_as_rgb = np.repeat(mnist_images[:count, :, :, None], 3, axis=3)
     spacer = np.full((count, 28, TILE_GAP, 3), 255, np.uint8)
-    pairs = np.concatenate([grey_as_rgb, spacer, mnistm_images[:count]], axis=2)
+    pairs = np.concatenate([gray_as_rgb, spacer, mnistm_images[:count]], axis=2)
     mosaic = _grid(pairs, rows, columns, gap=PAIR_GAP)
 
     inches_per_pixel = 3 / 100  # Three screen pixels per image pixel at dpi=100.
@@ -86,9 +86,9 @@ def save_training_curves(path, scalars, figure_name, run_name):
             steps, values = zip(*scalars[tag])
             axes.plot(steps, values, label=label, linewidth=1.5, marker="." if len(steps) < 30 else None)
         if panel.chance is not None:
-            axes.axhline(panel.chance, color="grey", linestyle="--", linewidth=1, label="chance")
+            axes.axhline(panel.chance, color="gray", linestyle="--", linewidth=1, label="chance")
         if not drawn:
-            axes.text(0.5, 0.5, "not logged", transform=axes.transAxes, ha="center", color="grey")
+            axes.text(0.5, 0.5, "not logged", transform=axes.transAxes, ha="center", color="gray")
         axes.set(title=panel.title, xlabel="step", ylabel=panel.y_label)
         axes.grid(alpha=0.3)
         if (drawn and len(panel.lines) > 1) or panel.chance is not None:
@@ -98,7 +98,7 @@ def save_training_curves(path, scalars, figure_name, run_name):
 
 
 def save_confusion_matrix(path, confusion, title, class_names=None):
-    """Saves a confusion matrix: rows the true class, colour the fraction of that row.
+    """Saves a confusion matrix: rows the true class, color the fraction of that row.
 
     class_names label the axes; without them, the rows are the digits 0-9.
     """
@@ -125,15 +125,15 @@ def save_confusion_matrix(path, confusion, title, class_names=None):
 
 
 def save_tsne(path, panels, domain_names=("MNIST", "MNIST-M")):
-    """Saves side-by-side t-SNE scatter plots coloured by domain.
+    """Saves side-by-side t-SNE scatter plots colored by domain.
 
     panels: [(title, embedding (N, 2), domain index (N,) with 0 = source, 1 = target)].
     """
     figure = Figure(figsize=(5 * len(panels), 5.2), dpi=100, layout="constrained")
     for axes, (title, embedding, domains) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
-        for domain, (name, colour) in enumerate(zip(domain_names, DOMAIN_COLOURS)):
+        for domain, (name, color) in enumerate(zip(domain_names, DOMAIN_COLORS)):
             points = embedding[domains == domain]
-            axes.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, color=colour, linewidths=0,
+            axes.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, color=color, linewidths=0,
                          label=f"{name} ({len(points)})")
         axes.set_title(title)
         axes.set_xticks([])

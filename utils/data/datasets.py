@@ -191,7 +191,7 @@ def _decode(name, data, source):
     try:
         with Image.open(io.BytesIO(data)) as image:
             # convert("RGB") repeats a grayscale channel three times and drops
-            # an alpha channel, so every background has three colour channels.
+            # an alpha channel, so every background has three color channels.
             pixels = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"Cannot decode '{name}' in '{source}' as an image ({brief_error(error)}); "

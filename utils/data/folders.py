@@ -247,7 +247,7 @@ def write_image_folders(folder, parts, class_names, progress=None):
 
     The files go to a temporary folder beside `folder`, renamed to it once
     every image is written, so an interruption leaves no half-written tree.
-    Grey (N, H, W) images are written as grey PNGs. progress(count) is
+    Gray (N, H, W) images are written as gray PNGs. progress(count) is
     called after each image. Refuses a `folder` that exists.
     """
     from PIL import Image  # Only writing needs Pillow; reading uses TensorFlow.

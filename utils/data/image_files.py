@@ -3,7 +3,7 @@
 Each file is read with tf.io.decode_image (PNG, JPEG, BMP, GIF's first
 frame), as RGB, then resized to the configured side with bilinear
 interpolation (image_dataset_from_directory's default) and, for
-image_channels 1, turned grey. Images already at the configured size keep
+image_channels 1, turned gray. Images already at the configured size keep
 their exact pixels, so MNIST written as PNGs trains on the npz's own pixels.
 
 Memory: when the run's images take at most config.in_memory_mb megabytes

@@ -1,9 +1,9 @@
 """MNIST-M: MNIST digits blended over random crops of BSDS500 train images.
 
-The recipe of Ganin & Lempitsky (2015) and its reference TF code: binarise
+The recipe of Ganin & Lempitsky (2015) and its reference TF code: binarize
 the MNIST digit into an RGB image d that is 255 where the pixel is > 0 and 0
 elsewhere, take a random 28x28 crop c of a random BSDS500 train image, and
-store uint8(|c - d|). The digit shows as the colour negative of the texture.
+store uint8(|c - d|). The digit shows as the color negative of the texture.
 
 The train split comes from the 60,000 MNIST train digits and the test split
 from the 10,000 test digits, in MNIST order and with MNIST's labels. One
@@ -69,8 +69,8 @@ def blend(digits, crops, chunk_size=2048):
     # in place and chunked, this runs three times faster than one whole-array XOR.
     for start in range(0, len(digits), chunk_size):
         chunk = slice(start, start + chunk_size)
-        binarised = np.where(digits[chunk] > 0, np.uint8(255), np.uint8(0))
-        np.bitwise_xor(crops[chunk], np.repeat(binarised[..., None], 3, axis=3), out=crops[chunk])
+        binarized = np.where(digits[chunk] > 0, np.uint8(255), np.uint8(0))
+        np.bitwise_xor(crops[chunk], np.repeat(binarized[..., None], 3, axis=3), out=crops[chunk])
     return crops
 
 

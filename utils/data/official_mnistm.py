@@ -4,7 +4,7 @@
     DIR/mnist_m_test_labels.txt           one line per image: "00000000.png 7"
 
 The original images are MNIST digits padded by 2 pixels on each side before
-blending, so the centre 28x28 crop lines them up with MNIST and with the
+blending, so the center 28x28 crop lines them up with MNIST and with the
 28x28 MNIST-M that create_mnistm.py builds.
 """
 
@@ -27,7 +27,7 @@ OFFICIAL_FIX = (f"Point --mnistm-official at the folder holding {IMAGE_FOLDER}/ 
 def load_official_mnistm_test(folder):
     """Returns (images (N, 28, 28, 3) uint8, labels (N,) uint8) in the order of the labels file.
 
-    Each 32x32 image is centre-cropped to 28x28. Raises DataError naming the
+    Each 32x32 image is center-cropped to 28x28. Raises DataError naming the
     file (and line) when the folder, the labels file or an image is missing,
     an image cannot be decoded or is not 32x32, or a label line does not parse.
     """
@@ -39,7 +39,7 @@ def load_official_mnistm_test(folder):
     names, labels = read_labels(labels_path)
     images = np.empty((len(names), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     for index, name in enumerate(names):
-        images[index] = centre_crop(read_image(os.path.join(image_folder, name)))
+        images[index] = center_crop(read_image(os.path.join(image_folder, name)))
     return images, np.array(labels, np.uint8)
 
 
@@ -82,8 +82,8 @@ def read_image(path):
     return pixels
 
 
-def centre_crop(image):
-    """The centre CROP_SIZE x CROP_SIZE window of an (H, W, C) image."""
+def center_crop(image):
+    """The center CROP_SIZE x CROP_SIZE window of an (H, W, C) image."""
     top = (image.shape[0] - CROP_SIZE) // 2
     left = (image.shape[1] - CROP_SIZE) // 2
     return image[top:top + CROP_SIZE, left:left + CROP_SIZE]

@@ -1,12 +1,12 @@
 """tf.data input pipelines over uint8 images, in memory or decoded from files batch by batch.
 
 Images stay uint8 until a batch is drawn; each batch is then converted to
-3-channel float32 and normalised as (x - pixel_mean) / 255, the
-normalisation of the reference code. MNIST digits become RGB by repeating
-the grey channel, and are optionally binarised (x > 0 -> 255) to match the
-digit strokes inside MNIST-M, which are binarised by construction.
-Training can also draw each source digit in two random colours
-(random_colours), an augmentation the `long` preset uses. Images from
+3-channel float32 and normalized as (x - pixel_mean) / 255, the
+normalization of the reference code. MNIST digits become RGB by repeating
+the gray channel, and are optionally binarized (x > 0 -> 255) to match the
+digit strokes inside MNIST-M, which are binarized by construction.
+Training can also draw each source digit in two random colors
+(random_colors), an augmentation the `long` preset uses. Images from
 folders (utils/image_folders.py) come already as (N, H, W, channels).
 """
 
@@ -16,11 +16,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-# random_colours draws both colours uniform in 0..255: a coloured image's mean on every channel.
-COLOURED_MEAN = 127.5
+# random_colors draws both colors uniform in 0..255: a colored image's mean on every channel.
+COLORED_MEAN = 127.5
 
 
-def binarise(images):
+def binarize(images):
     """uint8 batch -> 255 where a pixel value is > 0, else 0 (channel by channel)."""
     images = tf.convert_to_tensor(images)
     return tf.where(images > 0, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
@@ -32,7 +32,7 @@ def source_to_rgb(images, binarize):
     if images.shape.rank == 3:
         images = images[..., tf.newaxis]
     if binarize:
-        images = binarise(images)
+        images = binarize(images)
     return tf.repeat(images, 3, axis=-1)
 
 
@@ -41,15 +41,15 @@ def normalize(images, pixel_mean):
     return (tf.cast(images, tf.float32) - tf.constant(pixel_mean, tf.float32)) / 255.0
 
 
-def random_colours(images, seed, part=0, parts=1):
-    """uint8 RGB batch -> float32 in 0..255, each image's black and white replaced by random colours.
+def random_colors(images, seed, part=0, parts=1):
+    """uint8 RGB batch -> float32 in 0..255, each image's black and white replaced by random colors.
 
-    Each image draws a background colour and a stroke colour, each channel
+    Each image draws a background color and a stroke color, each channel
     uniform in 0..255, and its pixels move linearly between the two, so
     about half the digits come out darker than their background. The
-    colours depend on `seed` alone, so a resumed run draws the same ones again.
+    colors depend on `seed` alone, so a resumed run draws the same ones again.
     With parts > 1, `images` are part `part` of a batch cut into `parts`
-    equal parts, and get that part of the colours drawn for the whole batch.
+    equal parts, and get that part of the colors drawn for the whole batch.
     """
     background_seed, stroke_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     count = tf.shape(images)[0]
@@ -93,20 +93,20 @@ class Domain:
         return relabelled
 
     def pixels(self, images):
-        """uint8 batch -> the uint8 RGB pixels a network takes: grey digits repeated, binarised if set."""
+        """uint8 batch -> the uint8 RGB pixels a network takes: gray digits repeated, binarized if set."""
         if self.is_mnist:
             return source_to_rgb(images, self.binarize)
-        return binarise(images) if self.binarize else images
+        return binarize(images) if self.binarize else images
 
-    def prepare(self, images, pixel_mean, colour_seed=None, part=0, parts=1):
-        """uint8 batch -> normalised float32; with colour_seed, in random colours (random_colours)."""
+    def prepare(self, images, pixel_mean, color_seed=None, part=0, parts=1):
+        """uint8 batch -> normalized float32; with color_seed, in random colors (random_colors)."""
         images = self.pixels(images)
-        if colour_seed is not None:
-            images = random_colours(images, colour_seed, part, parts)
+        if color_seed is not None:
+            images = random_colors(images, color_seed, part, parts)
         return normalize(images, pixel_mean)
 
-    def gather(self, indices, pixel_mean, colour_seed=None, part=0, parts=1):
-        return (self.prepare(self.load(indices), pixel_mean, colour_seed, part, parts),
+    def gather(self, indices, pixel_mean, color_seed=None, part=0, parts=1):
+        return (self.prepare(self.load(indices), pixel_mean, color_seed, part, parts),
                 tf.gather(self.labels, indices))
 
 
@@ -145,8 +145,8 @@ class DomainData:
     source_validation: Domain = None
 
 
-# Folded into the seed, so each domain's order and the colours are independent.
-SOURCE_STREAM, TARGET_STREAM, COLOUR_STREAM = 0, 1, 2
+# Folded into the seed, so each domain's order and the colors are independent.
+SOURCE_STREAM, TARGET_STREAM, COLOR_STREAM = 0, 1, 2
 
 
 def _index_batches(size, batch_size, seed, stream, start_step):
@@ -176,25 +176,25 @@ def _index_batches(size, batch_size, seed, stream, start_step):
 
 
 def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
-                     colour_source=False, parts=1, part_ids=(0,)):
+                     color_source=False, parts=1, part_ids=(0,)):
     """Endless batches of (source_x, source_y, target_x, target_y), half_batch images each.
 
     Source and target are shuffled independently, each with a new order
     every epoch of its own; `start_step` skips the batches a resumed run has
-    already trained on. colour_source: the source images in random colours
-    (random_colours), drawn from the seed and the step.
+    already trained on. color_source: the source images in random colors
+    (random_colors), drawn from the seed and the step.
 
     For replicas (tf.distribute): each step's batch is cut into `parts`
     equal parts, each with half_batch / parts source and as many target
     images, and the dataset gives, step after step, the parts numbered
     `part_ids` in turn. Together the parts are the batch one device trains on.
     """
-    colour_stream = tf.constant([seed, COLOUR_STREAM], tf.int64)
+    color_stream = tf.constant([seed, COLOR_STREAM], tf.int64)
 
     def draw(source_indices, target_indices, step, part=0):
-        colour_seed = (tf.random.experimental.stateless_fold_in(colour_stream, step)
-                       if colour_source else None)
-        return (*source.gather(source_indices, pixel_mean, colour_seed, part, parts),
+        color_seed = (tf.random.experimental.stateless_fold_in(color_stream, step)
+                       if color_source else None)
+        return (*source.gather(source_indices, pixel_mean, color_seed, part, parts),
                 *target.gather(target_indices, pixel_mean))
 
     def cut(source_indices, target_indices, step):
@@ -221,7 +221,7 @@ def training_dataset(source, target, half_batch, pixel_mean, seed, start_step=0,
 
 
 def evaluation_dataset(domain, batch_size, pixel_mean):
-    """One pass over a domain in order, as normalised (images, labels) batches."""
+    """One pass over a domain in order, as normalized (images, labels) batches."""
     def draw(indices):
         return domain.gather(indices, pixel_mean)
 
@@ -230,18 +230,18 @@ def evaluation_dataset(domain, batch_size, pixel_mean):
     return tf.data.Dataset.range(len(domain)).batch(batch_size).map(draw).prefetch(1)
 
 
-def fed_sums(images, channels, binarize=False, colour=False):
+def fed_sums(images, channels, binarize=False, color=False):
     """(per-channel sums, pixels per channel) of uint8 images as training feeds them.
 
-    binarize: x > 0 counts as 255. colour: in random colours, whose mean is
-    COLOURED_MEAN whatever the image. Grey images without a channel axis
+    binarize: x > 0 counts as 255. color: in random colors, whose mean is
+    COLORED_MEAN whatever the image. Gray images without a channel axis
     (MNIST) are repeated over `channels`.
     """
-    grey = images.ndim == 3
-    count = images.size if grey else images.size // images.shape[-1]
-    if colour:
-        return np.full(channels, COLOURED_MEAN * count), count
-    if grey:
+    gray = images.ndim == 3
+    count = images.size if gray else images.size // images.shape[-1]
+    if color:
+        return np.full(channels, COLORED_MEAN * count), count
+    if gray:
         total = 255 * np.count_nonzero(images) if binarize else images.sum(dtype=np.int64)
         return np.full(channels, total), count
     if binarize:

@@ -2,7 +2,7 @@
 
 training_data(config) is the one entry point; both paths give a
 pipeline.DomainData whose pixel mean is that of the images as training
-feeds them (fed_pixel_mean), the normalisation of the reference code.
+feeds them (fed_pixel_mean), the normalization of the reference code.
 """
 
 import os
@@ -46,11 +46,11 @@ def mnist_training_digits(config, count):
 
 
 def mnist_pixel_mean(config, mnist_images, mnistm_images):
-    """The pixel mean an MNIST -> MNIST-M run normalises with: the MNIST train digits it trains on,
+    """The pixel mean an MNIST -> MNIST-M run normalizes with: the MNIST train digits it trains on,
     as the config feeds them, and the MNIST-M train images."""
     if config.source_validation_fraction:
         mnist_images = mnist_images[mnist_training_digits(config, len(mnist_images))[0]]
-    return pipeline.fed_pixel_mean(pipeline.fed_sums(mnist_images, 3, config.binarize_source, config.colour_source),
+    return pipeline.fed_pixel_mean(pipeline.fed_sums(mnist_images, 3, config.binarize_source, config.color_source),
                           pipeline.fed_sums(mnistm_images, 3))
 
 
@@ -93,8 +93,8 @@ def mnist_pixel_mean_from_files(config, mnist_path, mnistm_path):
 def load_test_sets(mnist_path, mnistm_path, binarize_source, mnistm_train=False):
     """{"mnist": (images, labels), "mnistm": (images, labels)}: both test sets as uint8 RGB, as training saw them.
 
-    The export normalises pixels itself, but the grey-to-RGB step (and the
-    binarisation the run was trained with) happens outside it, so it is done here.
+    The export normalizes pixels itself, but the gray-to-RGB step (and the
+    binarization the run was trained with) happens outside it, so it is done here.
     mnistm_train adds "mnistm_train": the MNIST-M train images and labels.
     mnist_path "" downloads MNIST. Raises DataError when a file is missing or damaged.
     """
@@ -185,8 +185,8 @@ def folder_data(config, log=print):
                                                   lambda path: image_files.decode_file(path, config.image_shape),
                                                   config.image_shape, binarize=binarize))
         if name in ("source", "target"):
-            coloured = name == "source" and config.colour_source
-            fed.append((np.full(config.image_channels, pipeline.COLOURED_MEAN * sums[1]), sums[1]) if coloured
+            colored = name == "source" and config.color_source
+            fed.append((np.full(config.image_channels, pipeline.COLORED_MEAN * sums[1]), sums[1]) if colored
                        else tuple(sums))
     return pipeline.DomainData(domains["source"], domains["target"], domains["source_test"],
                                domains["target_test"], pipeline.fed_pixel_mean(*fed),

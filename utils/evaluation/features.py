@@ -6,14 +6,14 @@ from utils.errors import ModelError
 from utils.evaluation.trained_run import BATCH_SIZE, float_batches
 
 def feature_function(classifier, feature_extractor=None):
-    """pixels -> features: the export's own normalisation, then `feature_extractor` (default: the export's)."""
+    """pixels -> features: the export's own normalization, then `feature_extractor` (default: the export's)."""
     try:
-        normalise = classifier.get_layer("normalise")
+        normalize = classifier.get_layer("normalise")
         feature_extractor = feature_extractor or classifier.get_layer("feature_extractor")
     except ValueError as error:
         raise ModelError(f"'{classifier.name}' has no 'normalise' or 'feature_extractor' layer: "
                          "pass a classifier exported by train.py.") from error
-    return lambda pixels: feature_extractor(normalise(pixels), training=False)
+    return lambda pixels: feature_extractor(normalize(pixels), training=False)
 
 
 def extract_features(classifier, images, batch_size=BATCH_SIZE):

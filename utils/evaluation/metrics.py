@@ -3,7 +3,7 @@
 Counts are summed over batches and divided once at the end, so a short last
 batch weighs exactly as much as its images (no mean of per-batch means).
 Images go in as raw pixels 0..255, converted to float32 one batch at a
-time: the exported classifier normalises them itself.
+time: the exported classifier normalizes them itself.
 """
 
 import numpy as np

@@ -2,7 +2,7 @@
 checkpoint), its config, and from a checkpoint its domain classifier.
 
 Exports return a dict with "logits", "probabilities" and "class_name"
-(model/networks.Networks.classifier) and normalise raw pixels 0..255 themselves.
+(model/networks.Networks.classifier) and normalize raw pixels 0..255 themselves.
 """
 
 import dataclasses
@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from config import Config
+from config import Config, from_saved
 from model import Networks
 from model.optimizer import moving_averages, paper_optimizer
 from utils.errors import ModelError
@@ -58,7 +58,7 @@ def load_run(path, config_path="", training_pixel_mean=None):
     A checkpoint folder without classifier.keras (a run still training, or
     stopped) gives the classifier of its latest checkpoint when
     `training_pixel_mean` is given: a function of the run's Config that
-    returns the pixel mean the run normalised with, which checkpoints do not
+    returns the pixel mean the run normalized with, which checkpoints do not
     hold (utils/data/training_data.mnist_pixel_mean). run.checkpoint_step then says which step it is.
     """
     if os.path.isdir(path):
@@ -125,11 +125,7 @@ def read_config(path):
     """Config from a config.json that train.py wrote."""
     try:
         with open(path, encoding="utf-8") as stream:
-            saved = json.load(stream)
-        # Keys that config.py no longer has are dropped, so runs from older
-        # versions still evaluate; values are still checked by Config itself.
-        known = {field.name for field in dataclasses.fields(Config)}
-        return Config(**{key: value for key, value in saved.items() if key in known})
+            return from_saved(json.load(stream))
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise ModelError(f"Cannot read the run's config '{path}' ({error}). Pass --config with the "
                          "config.json from the run's log folder.") from error

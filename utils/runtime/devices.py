@@ -44,7 +44,7 @@ def configure(seed, deterministic=False, shards=1, cpu_devices=1, strategy="auto
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError:
-            pass  # The GPU was already initialised by an earlier call in this process.
+            pass  # The GPU was already initialized by an earlier call in this process.
     distribution.split_cpu(cpu_devices)
     # Replicas on logical CPU devices share TensorFlow's own thread pools,
     # which ran them faster than one inter-op thread a replica (docs/distributed.md).

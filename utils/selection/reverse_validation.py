@@ -85,7 +85,7 @@ def reverse_data(data, target_labels, target_test_labels):
     is tested on the forward target's test images, again with eta's labels,
     and on the held-out source images S_V with their true labels: the reverse
     validation accuracy. Each domain keeps how it turns a batch into pixels
-    (grey digits to RGB, binarised), and the pixel mean, taken over the same
+    (gray digits to RGB, binarized), and the pixel mean, taken over the same
     two training domains, stays `data`'s.
     """
     return pipeline.DomainData(

@@ -5,6 +5,7 @@ import fcntl
 import json
 import os
 
+from config import RENAMED_FIELDS
 from utils.errors import TrainingError
 
 
@@ -54,8 +55,8 @@ def check_saved_settings(config, checkpoint_dir, log_dir):
     for path in saved:
         try:
             with open(path, encoding="utf-8") as stream:
-                settings = json.load(stream)
-        except (OSError, ValueError) as error:
+                settings = {RENAMED_FIELDS.get(key, key): value for key, value in json.load(stream).items()}
+        except (OSError, ValueError, AttributeError) as error:
             raise TrainingError(f"--resume: cannot read '{path}' ({error}).") from error
         changed = sorted(key for key, value in current.items() if key in settings and settings[key] != value)
         if changed:

@@ -70,7 +70,7 @@ class Trainer:
             first = context.input_pipeline_id * local_replicas
             return pipeline.training_dataset(
                 *self.domains, self.config.batch_size // 2, self.pixel_mean,
-                seed=self.config.seed, start_step=self.step, colour_source=self.config.colour_source,
+                seed=self.config.seed, start_step=self.step, color_source=self.config.color_source,
                 parts=context.num_replicas_in_sync, part_ids=tuple(range(first, first + local_replicas)))
 
         dataset = self.strategy.distribute_datasets_from_function(replica_parts)
@@ -272,7 +272,7 @@ class Trainer:
                 f"--run_name {self.config.name}-lr{lower:g} to the same command.")
 
     def export(self):
-        """Saves feature extractor + label classifier (with normalisation) as a .keras file."""
+        """Saves feature extractor + label classifier (with normalization) as a .keras file."""
         path = os.path.join(self.checkpoint_dir, EXPORT_NAME)
         with atomic_path(path) as temporary, self.dann_step.evaluation_weights():
             self.networks.classifier(self.pixel_mean).save(temporary)
