@@ -11,45 +11,17 @@ assumed to have two FMA pipes (true of Zen 3 and of recent Intel server
 cores). A multiply-add counts as 2 flops.
 """
 
+import math
 import os
 import platform
 import resource
 import time
 
+import keras
+
+from utils.runtime.cpu import read_cpuinfo
+
 FMA_PIPES_PER_CORE = 2
-
-
-def read_cpuinfo(path="/proc/cpuinfo"):
-    """Model name, mean clock in MHz, flags and core counts; empty fields where the file is missing."""
-    processors = []
-    try:
-        with open(path, encoding="utf-8") as stream:
-            block = {}
-            for line in stream:
-                key, separator, value = line.partition(":")
-                if not separator:
-                    if block:
-                        processors.append(block)
-                    block = {}
-                    continue
-                block[key.strip()] = value.strip()
-            if block:
-                processors.append(block)
-    except OSError:
-        pass
-    logical = len(os.sched_getaffinity(0))
-    clocks = [float(block["cpu MHz"]) for block in processors if "cpu MHz" in block]
-    cores = {(block.get("physical id"), block.get("core id")) for block in processors
-             if "core id" in block}
-    first = processors[0] if processors else {}
-    return {
-        "model": first.get("model name", platform.processor() or "unknown"),
-        "mhz": sum(clocks) / len(clocks) if clocks else None,
-        "flags": set(first.get("flags", "").split()),
-        "logical_cpus": logical,
-        # SMT siblings share the FMA pipes of one core, so the peak counts cores.
-        "physical_cores": min(len(cores), logical) if cores else logical,
-    }
 
 
 def fp32_peak(cpu):
@@ -109,3 +81,22 @@ def time_steps(step, warmup_steps, seconds):
         rates.append(1.0 / (time.perf_counter() - step_started))
         number += 1
     return number - warmup_steps, time.perf_counter() - started, time.process_time() - cpu_started, rates
+
+
+def layer_macs_per_image(network):
+    """{layer name: multiply-adds of one image through it} for the Conv2D and Dense layers of network."""
+    macs = {}
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            output_height, output_width = layer.output.shape[1:3]
+            # The kernel is (k, k, in_c, out_c).
+            macs[layer.name] = output_height * output_width * math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Dense):
+            macs[layer.name] = math.prod(layer.kernel.shape)
+    return macs
+
+
+def forward_macs_per_image(networks):
+    """Multiply-adds of one image through the feature extractor and both classifiers."""
+    return sum(sum(layer_macs_per_image(network).values()) for network in
+               (networks.feature_extractor, networks.label_classifier, networks.domain_classifier))

@@ -33,11 +33,11 @@ import utils.runtime.startup  # noqa: E402, F401
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-import train  # noqa: E402
-import train_speed  # noqa: E402
+import machine  # noqa: E402
 from config import Config  # noqa: E402
 from utils.runtime import devices  # noqa: E402
 from utils.data import training_data
+from utils.training.trainer import Trainer
 
 # "while/body/_1/gradient_tape/while/feature_extractor_3/conv2_1/convolution/Conv2DBackpropFilter:
 # _MklNativeConv2DBackpropFilterWithBias": the network, the layer and the kernel that ran.
@@ -92,8 +92,8 @@ def main(arguments):
 
     config = Config(mnist_path=arguments.mnist, mnistm_path=arguments.mnistm, precision=arguments.precision,
                     log_dir=os.path.join(arguments.logdir, "run"), checkpoint_dir=os.path.join(arguments.logdir, "run"))
-    devices.configure_for(config)
-    trainer = train.Trainer(config, *training_data.load_mnist_arrays(config))
+    runtime = devices.configure_for(config)
+    trainer = Trainer(config, training_data.mnist_data(config, *training_data.load_mnist_arrays(config)), *runtime)
     calls = max(1, arguments.steps // config.steps_per_call)
     steps_per_call = tf.constant(config.steps_per_call)
     for _ in range(2):  # The first call traces the step; the second settles its memory.
@@ -110,7 +110,7 @@ def main(arguments):
     op_seconds, busy, data_seconds = read_trace(trace_dir)
     # Forward flops of one image through each convolution (2 per multiply-add).
     flops = {f"feature_extractor/{name}": 2 * macs for name, macs in
-             train_speed.layer_macs_per_image(trainer.networks.feature_extractor).items()}
+             machine.layer_macs_per_image(trainer.networks.feature_extractor).items()}
     total = sum(op_seconds.values())
     rows = []
     print(f"{steps} steps in {wall:.2f} s under the profiler ({steps / wall:.1f} steps/s); "

@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
 import utils.runtime.startup  # noqa: E402, F401
 
-import train  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
@@ -35,11 +34,12 @@ from config import parse_overrides, preset_config, usage  # noqa: E402
 from utils.runtime import devices  # noqa: E402
 from config import FLAG_ALIASES
 from utils.data import training_data
+from utils.training.trainer import Trainer
 
 PAPER_TARGET_ACCURACY = 0.7666  # Ganin & Lempitsky (2015), table 1, MNIST -> MNIST-M.
 
 
-class TimedTrainer(train.Trainer):
+class TimedTrainer(Trainer):
     """Trainer whose evaluations record the training time (evaluations excluded) at which they ran."""
 
     def start(self, resume):
@@ -96,9 +96,10 @@ def main(arguments):
         config = preset_config(**overrides, log_dir=os.path.join(scratch, "logs"),
                         checkpoint_dir=os.path.join(scratch, "checkpoints"))
         setup_started = time.perf_counter()
-        devices.configure_for(config)
+        runtime = devices.configure_for(config)
         # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
-        trainer = TimedTrainer(config, *training_data.load_mnist_arrays(config))
+        trainer = TimedTrainer(config, training_data.mnist_data(config, *training_data.load_mnist_arrays(config)),
+                               *runtime)
         setup_seconds = time.perf_counter() - setup_started
         final = trainer.run()
     reached = next((evaluation for evaluation in trainer.evaluations

@@ -32,13 +32,13 @@ from utils.data.datasets import load_mnist  # noqa: E402
 
 class ReverseGradient(torch.autograd.Function):
     @staticmethod
-    def forward(context, features, strength):
-        context.strength = strength
+    def forward(context, features, lambda_):
+        context.lambda_ = lambda_
         return features.view_as(features)
 
     @staticmethod
     def backward(context, upstream):
-        return -context.strength * upstream, None
+        return -context.lambda_ * upstream, None
 
 
 def build_networks(config):
@@ -80,7 +80,7 @@ def measure(config, mnist, mnistm, seconds, warmup_steps=5, bfloat16=False):
         progress = min(number / total_steps, 1.0)
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate / (1.0 + config.lr_alpha * progress) ** config.lr_beta
-        strength = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
+        lambda_ = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
         source_images, source_labels = draw(mnist["x_train"], mnist["y_train"], half, rng, pixel_mean,
                                             True, config.binarize_source)
         target_images, _ = draw(mnistm["x_train"], mnistm["y_train"], half, rng, pixel_mean, False, False)
@@ -89,7 +89,7 @@ def measure(config, mnist, mnistm, seconds, warmup_steps=5, bfloat16=False):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
             encoded = features(torch.cat([source_images, target_images]))
             label_logits = labels(encoded[:half])
-            domain_logits = domains(ReverseGradient.apply(encoded, strength))
+            domain_logits = domains(ReverseGradient.apply(encoded, lambda_))
         label_loss = cross_entropy(label_logits.float(), source_labels)
         domain_loss = cross_entropy(domain_logits.float(), domain_labels)
         optimizer.zero_grad(set_to_none=True)

@@ -53,8 +53,7 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 # First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
 import utils.runtime.startup  # noqa: E402, F401
 
-import train  # noqa: E402
-from model.step import accuracy, cross_entropy  # noqa: E402
+from model import correct, cross_entropies  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -69,25 +68,7 @@ from utils import scripts  # noqa: E402
 from utils.runtime import devices  # noqa: E402
 from utils.errors import DataError  # noqa: E402
 from utils.data import training_data
-
-
-def layer_macs_per_image(network):
-    """{layer name: multiply-adds of one image through it} for the Conv2D and Dense layers of network."""
-    macs = {}
-    for layer in network.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            output_height, output_width = layer.output.shape[1:3]
-            # The kernel is (k, k, in_c, out_c).
-            macs[layer.name] = output_height * output_width * math.prod(layer.kernel.shape)
-        elif isinstance(layer, keras.layers.Dense):
-            macs[layer.name] = math.prod(layer.kernel.shape)
-    return macs
-
-
-def forward_macs_per_image(networks):
-    """Multiply-adds of one image through the feature extractor and both classifiers."""
-    return sum(sum(layer_macs_per_image(network).values()) for network in
-               (networks.feature_extractor, networks.label_classifier, networks.domain_classifier))
+from utils.training.trainer import Trainer
 
 
 def rate_summary(steps, seconds, cpu_seconds, call_rates, batch_size):
@@ -101,9 +82,9 @@ def rate_summary(steps, seconds, cpu_seconds, call_rates, batch_size):
                                      "max": max(call_rates)}}
 
 
-def measure_project(config, mnist, mnistm, seconds, steps_per_call, strategy):
+def measure_project(config, mnist, mnistm, seconds, steps_per_call, runtime):
     """The compiled step of train.py: Trainer.train_steps, then the metrics read as run() reads them."""
-    trainer = train.Trainer(config, mnist, mnistm, strategy=strategy)
+    trainer = Trainer(config, training_data.mnist_data(config, mnist, mnistm), *runtime)
     num_steps = tf.constant(steps_per_call)
 
     def call():
@@ -126,7 +107,7 @@ def measure_project(config, mnist, mnistm, seconds, steps_per_call, strategy):
     result = rate_summary(timed_steps, time.perf_counter() - started, time.process_time() - cpu_started,
                           call_rates, config.batch_size)
     result.update(first_call_seconds=first_call_seconds, last_total_loss=window["total_loss"])
-    return result, forward_macs_per_image(trainer.networks), trainer.dann_step.slices, strategy.num_replicas_in_sync
+    return result, machine.forward_macs_per_image(trainer.networks), trainer.dann_step.slices, trainer.strategy.num_replicas_in_sync
 
 
 def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_steps=3):
@@ -144,9 +125,9 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
     def step(number):
         progress = number / total_steps
         learning_rate = config.learning_rate / (1.0 + config.lr_alpha * progress) ** config.lr_beta
-        strength = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
+        lambda_ = 2.0 / (1.0 + math.exp(-config.lambda_gamma * progress)) - 1.0
         optimizer.learning_rate = learning_rate
-        networks.gradient_reversal.set_lambda(strength)
+        networks.gradient_reversal.set_lambda(lambda_)
         source_images, source_labels = batches.numpy_batch(
             mnist["x_train"], mnist["y_train"], half, rng, pixel_mean, True, config.binarize_source)
         target_images, _ = batches.numpy_batch(
@@ -155,18 +136,18 @@ def measure_seed_style_baseline(config, mnist, mnistm, seconds, log_dir, warmup_
             source_features = networks.feature_extractor(source_images, training=True)
             target_features = networks.feature_extractor(target_images, training=True)
             label_logits = networks.label_classifier(source_features, training=True)
-            label_loss = cross_entropy(source_labels, label_logits)
+            label_loss = tf.reduce_mean(cross_entropies(source_labels, label_logits))
             domain_loss = 0.5 * (
-                cross_entropy(source_domain, networks.domain_classifier(source_features, training=True))
-                + cross_entropy(target_domain, networks.domain_classifier(target_features, training=True)))
+                tf.reduce_mean(cross_entropies(source_domain, networks.domain_classifier(source_features, training=True)))
+                + tf.reduce_mean(cross_entropies(target_domain, networks.domain_classifier(target_features, training=True))))
             total_loss = label_loss + domain_loss
         gradients = tape.gradient(total_loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
         with writer.as_default(step=number):
             for tag, value in (("label_loss", label_loss), ("domain_loss", domain_loss),
                                ("total_loss", total_loss), ("learning_rate", learning_rate),
-                               ("lambda", strength),
-                               ("source_acc", accuracy(source_labels, label_logits))):
+                               ("lambda", lambda_),
+                               ("source_acc", correct(source_labels, label_logits) / half)):
                 tf.summary.scalar(tag, value)
 
     result = rate_summary(*machine.time_steps(step, warmup_steps, seconds), config.batch_size)
@@ -287,21 +268,21 @@ def measure_all(arguments):
     with tempfile.TemporaryDirectory(prefix="dann-bench-") as scratch:
         config = bench_config(arguments, scratch)
         # Thread pools are fixed when TensorFlow first runs an op: the
-        # project's own settings (utils/devices.py), or the overrides.
+        # project's own settings (utils/runtime/devices.py), or the overrides.
         overridden = arguments.inter_op_threads or arguments.intra_op_threads
-        strategy = devices.configure_for(config, threads=(
+        runtime = devices.configure_for(config, threads=(
             (arguments.inter_op_threads, arguments.intra_op_threads) if overridden else None))
         mnist, mnistm = load_data(config)
         print(f"project step: {arguments.steps_per_call} steps per call, {arguments.seconds:.0f} s ...", flush=True)
         project, macs, shards, replicas = measure_project(config, mnist, mnistm, arguments.seconds,
-                                                          arguments.steps_per_call, strategy)
+                                                          arguments.steps_per_call, runtime)
         print(f"  {project['steps_per_s']:.2f} steps/s", flush=True)
         project_bfloat16 = None
         if not arguments.skip_bfloat16:
             print(f"project step in mixed_bfloat16: {arguments.seconds:.0f} s ...", flush=True)
             project_bfloat16, *_ = measure_project(bench_config(arguments, scratch, "mixed_bfloat16"),
                                                    mnist, mnistm, arguments.seconds, arguments.steps_per_call,
-                                                   strategy)
+                                                   runtime)
             print(f"  {project_bfloat16['steps_per_s']:.2f} steps/s", flush=True)
     baseline = None
     if not arguments.skip_baseline:

@@ -20,7 +20,7 @@ import tensorflow as tf
 COLORED_MEAN = 127.5
 
 
-def binarize(images):
+def binarize_pixels(images):
     """uint8 batch -> 255 where a pixel value is > 0, else 0 (channel by channel)."""
     images = tf.convert_to_tensor(images)
     return tf.where(images > 0, tf.constant(255, tf.uint8), tf.constant(0, tf.uint8))
@@ -32,7 +32,7 @@ def source_to_rgb(images, binarize):
     if images.shape.rank == 3:
         images = images[..., tf.newaxis]
     if binarize:
-        images = binarize(images)
+        images = binarize_pixels(images)
     return tf.repeat(images, 3, axis=-1)
 
 
@@ -96,7 +96,7 @@ class Domain:
         """uint8 batch -> the uint8 RGB pixels a network takes: gray digits repeated, binarized if set."""
         if self.is_mnist:
             return source_to_rgb(images, self.binarize)
-        return binarize(images) if self.binarize else images
+        return binarize_pixels(images) if self.binarize else images
 
     def prepare(self, images, pixel_mean, color_seed=None, part=0, parts=1):
         """uint8 batch -> normalized float32; with color_seed, in random colors (random_colors)."""

@@ -15,6 +15,7 @@ float32 model holding the same weights.
 import tensorflow as tf
 
 from config import PRECISIONS
+from utils.runtime.cpu import read_cpuinfo
 
 # auto picks mixed_bfloat16 on hardware with native bfloat16 only once three
 # seeds of the paper preset in bfloat16 have ended within the spread of the
@@ -25,19 +26,6 @@ AUTO_PICKS_BFLOAT16 = False
 
 # CPU flags (/proc/cpuinfo) of instructions that compute in bfloat16.
 NATIVE_BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(path="/proc/cpuinfo"):
-    """The first processor's flags, an empty set where the file cannot be read."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            for line in stream:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
 
 
 def native_bfloat16(flags, gpus):
@@ -60,7 +48,7 @@ def resolve(precision, flags=None, gpus=None):
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     if precision != "auto":
         return precision, "set in the config"
-    flags = cpu_flags() if flags is None else flags
+    flags = read_cpuinfo()["flags"] if flags is None else flags
     gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
     native = native_bfloat16(flags, gpus)
     if native is None:
