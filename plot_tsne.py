@@ -27,7 +27,7 @@ from utils import scripts
 from utils.errors import ModelError
 from utils.files import atomic_path, check_writable
 from utils.errors import DataError
-from utils.evaluation import features
+from utils.evaluation import features as feature_space
 from utils.evaluation import trained_run
 from utils.data import training_data
 
@@ -59,9 +59,9 @@ def panel(title, run, arguments):
     for images, _ in test_sets.values():
         # The same seed draws the same images for every model, so the panels compare like with like.
         samples.append(images[np.sort(rng.choice(len(images), min(arguments.count, len(images)), replace=False))])
-    features = np.concatenate([features.extract_features(run.classifier, images) for images in samples])
+    features = np.concatenate([feature_space.extract_features(run.classifier, images) for images in samples])
     domains = np.repeat([0, 1], [len(images) for images in samples])
-    return f"{title}: {run.name}", features.tsne_embedding(features, seed=arguments.seed,
+    return f"{title}: {run.name}", feature_space.tsne_embedding(features, seed=arguments.seed,
                                                                     threads=arguments.threads), domains
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import train
 from conftest import make_trainer
-from config import PRESETS, Config, parse_overrides, preset_config
+from config import PRESETS, RENAMED_FIELDS, Config, parse_overrides, preset_config
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,7 +158,8 @@ def test_help_lists_every_setting_and_exits_0(capsys):
     # Every listed flag is accepted; class_names, read from the source folder, is neither.
     for field in dataclasses.fields(Config):
         assert (f"--{field.name} " in printed) == (field.name != "class_names")
-    assert listed == {field.name for field in dataclasses.fields(Config)} - {"class_names"} | {"mnist", "bsds"}
+    assert listed == ({field.name for field in dataclasses.fields(Config)} - {"class_names"}
+                      | {"mnist", "bsds"} | set(RENAMED_FIELDS))
     assert "--mnist is short for --mnist_path" in printed
 
 

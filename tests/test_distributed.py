@@ -40,7 +40,8 @@ from utils.runtime import devices
 from utils.training.trainer import Trainer
 config = tiny_config(pathlib.Path(sys.argv[4]).parent, strategy=sys.argv[2], cpu_devices=int(sys.argv[3]),
                      batch_shards=1, color_source=True, ema_momentum=0.5)
-trainer = Trainer(config, training_data.mnist_data(config, *tiny_training_arrays()), *devices.configure_for(config))
+runtime = devices.configure_for(config)  # Before any op: it splits the CPU.
+trainer = Trainer(config, training_data.mnist_data(config, *tiny_training_arrays()), *runtime)
 trainer.train_steps(tf.constant(4))
 with trainer.dann_step.evaluation_weights():
     averages = [variable.numpy() for variable in trainer.variables]

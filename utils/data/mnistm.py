@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from utils.files import atomic_path, check_writable
 from utils.plots import save_mnistm_preview
-from utils.data import pipeline
+from utils.data import pixel_mean
 from utils.data.datasets import check_array, check_labels, load_bsds_train_images, load_mnist, read_npz
 
 CROP_SIZE = 28
@@ -125,8 +125,8 @@ def build_mnistm(mnist_path, bsds_path, out_path, seed=42, download_dir="data/do
 
     arrays = {"x_train": train_images, "y_train": y_train.astype(np.uint8),
               "x_test": test_images, "y_test": y_test.astype(np.uint8),
-              "pixel_mean": np.asarray(pipeline.fed_pixel_mean(pipeline.fed_sums(x_train, 3),
-                                                               pipeline.fed_sums(train_images, 3)), np.float32)}
+              "pixel_mean": np.asarray(pixel_mean.fed_pixel_mean(pixel_mean.fed_sums(x_train, 3),
+                                                               pixel_mean.fed_sums(train_images, 3)), np.float32)}
     log(f"Writing {out_path} and {preview_path}")
     with atomic_path(out_path) as npz_temporary, atomic_path(preview_path) as preview_temporary:
         # A stream, because np.savez adds ".npz" to a path that lacks it.

@@ -13,11 +13,7 @@ folders (utils/image_folders.py) come already as (N, H, W, channels).
 import copy
 import dataclasses
 
-import numpy as np
 import tensorflow as tf
-
-# random_colors draws both colors uniform in 0..255: a colored image's mean on every channel.
-COLORED_MEAN = 127.5
 
 
 def binarize_pixels(images):
@@ -228,31 +224,3 @@ def evaluation_dataset(domain, batch_size, pixel_mean):
     # One batch drawn ahead hides the gather behind the evaluation of the last;
     # AUTOTUNE's larger buffers held up to 170 MB of float images.
     return tf.data.Dataset.range(len(domain)).batch(batch_size).map(draw).prefetch(1)
-
-
-def fed_sums(images, channels, binarize=False, color=False):
-    """(per-channel sums, pixels per channel) of uint8 images as training feeds them.
-
-    binarize: x > 0 counts as 255. color: in random colors, whose mean is
-    COLORED_MEAN whatever the image. Gray images without a channel axis
-    (MNIST) are repeated over `channels`.
-    """
-    gray = images.ndim == 3
-    count = images.size if gray else images.size // images.shape[-1]
-    if color:
-        return np.full(channels, COLORED_MEAN * count), count
-    if gray:
-        total = 255 * np.count_nonzero(images) if binarize else images.sum(dtype=np.int64)
-        return np.full(channels, total), count
-    if binarize:
-        return np.count_nonzero(images.reshape(-1, images.shape[-1]), axis=0) * 255, count
-    # Summing whole images first and their channels after is exact in int64
-    # and ten times faster than numpy's reduction over axes (0, 1, 2).
-    return images.reshape(len(images), -1).sum(axis=0, dtype=np.int64).reshape(-1, channels).sum(axis=0), count
-
-
-def fed_pixel_mean(*sums_and_counts):
-    """The per-channel mean, in 0..255, of the domains' fed_sums taken together."""
-    total = sum(sums for sums, _ in sums_and_counts)
-    count = sum(count for _, count in sums_and_counts)
-    return [float(value) for value in (total / count).astype(np.float32)]

@@ -2,14 +2,14 @@
 
 training_data(config) is the one entry point; both paths give a
 pipeline.DomainData whose pixel mean is that of the images as training
-feeds them (fed_pixel_mean), the normalization of the reference code.
+feeds them (utils/data/pixel_mean.py), the normalization of the reference code.
 """
 
 import os
 
 import numpy as np
 
-from utils.data import folders, image_files, pipeline, splits
+from utils.data import folders, image_files, pipeline, pixel_mean, splits
 from utils.data.datasets import load_mnist
 from utils.data.mnistm import build_mnistm, load_mnistm
 from utils.errors import DataError
@@ -50,8 +50,9 @@ def mnist_pixel_mean(config, mnist_images, mnistm_images):
     as the config feeds them, and the MNIST-M train images."""
     if config.source_validation_fraction:
         mnist_images = mnist_images[mnist_training_digits(config, len(mnist_images))[0]]
-    return pipeline.fed_pixel_mean(pipeline.fed_sums(mnist_images, 3, config.binarize_source, config.color_source),
-                          pipeline.fed_sums(mnistm_images, 3))
+    return pixel_mean.fed_pixel_mean(
+        pixel_mean.fed_sums(mnist_images, 3, config.binarize_source, config.color_source),
+        pixel_mean.fed_sums(mnistm_images, 3))
 
 
 def mnist_data(config, mnist, mnistm):
@@ -176,7 +177,7 @@ def folder_data(config, log=print):
         sums = [np.zeros(config.image_channels), 0]
 
         def add_sums(batch, binarize=binarize, sums=sums):
-            batch_sums, count = pipeline.fed_sums(batch, config.image_channels, binarize)
+            batch_sums, count = pixel_mean.fed_sums(batch, config.image_channels, binarize)
             sums[0], sums[1] = sums[0] + batch_sums, sums[1] + count
 
         array = image_files.read_all(images, config.image_shape, keep=in_memory, batch_sums=add_sums)
@@ -186,8 +187,8 @@ def folder_data(config, log=print):
                                                   config.image_shape, binarize=binarize))
         if name in ("source", "target"):
             colored = name == "source" and config.color_source
-            fed.append((np.full(config.image_channels, pipeline.COLORED_MEAN * sums[1]), sums[1]) if colored
+            fed.append((np.full(config.image_channels, pixel_mean.COLORED_MEAN * sums[1]), sums[1]) if colored
                        else tuple(sums))
     return pipeline.DomainData(domains["source"], domains["target"], domains["source_test"],
-                               domains["target_test"], pipeline.fed_pixel_mean(*fed),
+                               domains["target_test"], pixel_mean.fed_pixel_mean(*fed),
                                source_validation=domains.get("source_validation"))
