@@ -40,7 +40,6 @@ import shlex
 import sys
 import time
 
-import numpy as np
 
 from config import Config
 from evaluate import add_test_data_arguments
@@ -155,11 +154,11 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
     target_probabilities = reverse.probabilities(run.classifier, data.target)
     results = {"model": arguments.model, "config": config_path, "mode": config.mode, "preset": config.preset,
                "source_validation": validation_name, "source_validation_images": len(validation),
-               "source_validation_accuracy": reverse.accuracy(run.classifier, validation),
+               "source_validation_accuracy": metrics.accuracy(
+                   metrics.confusion_matrix(run.classifier, validation, validation.labels.numpy())),
                **reverse.label_free_scores(target_probabilities), "domain_accuracy": None}
     if run.domain_networks is not None:
-        pixels = [np.concatenate(list(reverse.pixel_batches(domain))) for domain in (validation, data.target_test)]
-        results["domain_accuracy"] = metrics.domain_accuracy(run, *pixels)["overall"]
+        results["domain_accuracy"] = metrics.domain_accuracy(run, validation, data.target_test)["overall"]
     print(f"{run.name}: source validation accuracy {results['source_validation_accuracy']:.4f} on "
           f"{len(validation)} images ({validation_name}), information maximization "
           f"{results['information_maximization']:.4f}.")

@@ -21,21 +21,22 @@ from utils.training.trainer import Trainer
 from utils.runtime import devices
 from utils.selection import reverse_validation as reverse
 from utils.data.mnistm import build_mnistm
-from utils.data import training_data
+from utils.data import splits, training_data
+from utils.evaluation import trained_run
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_split_is_disjoint_complete_and_reproducible():
-    train_part, validation = reverse.validation_split(1000, 0.1, seed=3)
+    train_part, validation = splits.held_out_split(1000, 0.1, 3, splits.SOURCE_VALIDATION_STREAM)
     assert len(validation) == 100 and len(train_part) == 900
     assert not set(train_part) & set(validation)
     assert sorted(np.concatenate([train_part, validation])) == list(range(1000))
-    again_train, again_validation = reverse.validation_split(1000, 0.1, seed=3)
+    again_train, again_validation = splits.held_out_split(1000, 0.1, 3, splits.SOURCE_VALIDATION_STREAM)
     np.testing.assert_array_equal(validation, again_validation)
     np.testing.assert_array_equal(train_part, again_train)
-    assert not np.array_equal(validation, reverse.validation_split(1000, 0.1, seed=4)[1])
-    assert len(reverse.validation_split(1000, 0.0, seed=3)[1]) == 0
+    assert not np.array_equal(validation, splits.held_out_split(1000, 0.1, 4, splits.SOURCE_VALIDATION_STREAM)[1])
+    assert len(splits.held_out_split(1000, 0.0, 3, splits.SOURCE_VALIDATION_STREAM)[1]) == 0
 
 
 def test_the_paper_defaults_hold_nothing_out():
@@ -99,7 +100,7 @@ def test_the_reverse_run_learns_the_target_with_the_classifiers_argmax_labels():
 def test_the_export_sees_the_pixels_training_sees():
     mnist, mnistm = tiny_training_arrays()
     data = training_data.mnist_data(Config(binarize_source=True), mnist, mnistm)
-    pixels = np.concatenate(list(reverse.pixel_batches(data.source_test, batch_size=16)))
+    pixels = np.concatenate([batch for _, batch in trained_run.float_batches(data.source_test, batch_size=16)])
     expected = np.repeat(np.where(mnist["x_test"] > 0, 255, 0)[..., np.newaxis], 3, axis=-1)
     np.testing.assert_array_equal(pixels, expected)
 

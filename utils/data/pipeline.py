@@ -82,6 +82,12 @@ class Domain:
         """The uint8 images at `indices`."""
         return tf.gather(self.images, indices)
 
+    def __getitem__(self, part):
+        """The uint8 RGB pixels of images[part] (a slice) as a network takes them, as a NumPy array:
+        so that a domain is read in batches as the image arrays are (utils/evaluation)."""
+        indices = tf.range(*part.indices(len(self)))
+        return self.pixels(self.load(indices)).numpy()
+
     def with_labels(self, labels):
         """The same images with other labels (reverse validation's self-labelled target)."""
         relabelled = copy.copy(self)

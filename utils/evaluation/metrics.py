@@ -12,17 +12,25 @@ from utils.evaluation.features import feature_function
 from utils.evaluation.trained_run import BATCH_SIZE, class_count, float_batches, predict_logits
 
 
+def confusion_of(labels, logits, classes):
+    """(classes, classes) int64 counts of one batch: rows the true class, columns the predicted one.
+
+    The one way this project counts a classifier's answers: training's
+    evaluations, evaluate.py, the domain accuracy and the folder evaluations
+    all add these up.
+    """
+    truth = np.asarray(labels, np.int64)
+    return np.bincount(truth * classes + np.argmax(logits, axis=-1),
+                       minlength=classes ** 2).reshape(classes, classes)
+
+
 def confusion_matrix(classifier, images, labels, batch_size=BATCH_SIZE):
-    """(classes, classes) int64 counts, rows the true class, columns the predicted one, summed over batches."""
+    """The confusion matrix of an exported classifier on raw pixels, summed over batches."""
     confusion = None
     for start, batch in float_batches(images, batch_size):
         logits = predict_logits(classifier, batch)
-        classes = logits.shape[-1]
-        if confusion is None:
-            confusion = np.zeros((classes, classes), np.int64)
-        truth = np.asarray(labels[start:start + len(batch)], np.int64)
-        confusion += np.bincount(truth * classes + np.argmax(logits, axis=-1),
-                                 minlength=classes ** 2).reshape(classes, classes)
+        batch_confusion = confusion_of(labels[start:start + len(batch)], logits, logits.shape[-1])
+        confusion = batch_confusion if confusion is None else confusion + batch_confusion
     if confusion is None:  # No images: the export says how many classes.
         confusion = np.zeros((class_count(classifier),) * 2, np.int64)
     return confusion
@@ -44,18 +52,15 @@ def domain_accuracy(run, source_images, target_images, batch_size=BATCH_SIZE):
     """The domain classifier's accuracy on source (domain 0) and target (domain 1) images.
 
     Returns {"source": ..., "target": ..., "overall": ...}; overall is correct
-    over seen on both sets together, as train.py's val/domain_acc.
+    over seen on both sets together, as training's val/domain_acc.
     """
     features = feature_function(run.classifier, run.domain_networks.feature_extractor)
-    correct, seen = [], []
+    confusions = []
     for domain, images in enumerate((source_images, target_images)):
-        hits = 0
+        confusion = np.zeros((2, 2), np.int64)
         for _, batch in float_batches(images, batch_size):
             logits = run.domain_networks.domain_classifier(features(batch), training=False)
-            hits += int(np.sum(np.argmax(np.asarray(logits), axis=-1) == domain))
-        correct.append(hits)
-        seen.append(len(images))
-    return {"source": correct[0] / max(seen[0], 1), "target": correct[1] / max(seen[1], 1),
-            "overall": sum(correct) / max(sum(seen), 1)}
-
-
+            confusion += confusion_of(np.full(len(batch), domain), np.asarray(logits), 2)
+        confusions.append(confusion)
+    return {"source": accuracy(confusions[0]), "target": accuracy(confusions[1]),
+            "overall": accuracy(confusions[0] + confusions[1])}

@@ -20,40 +20,15 @@ import tensorflow as tf
 from utils.data import pipeline
 from utils.evaluation import trained_run
 
-# Folded into held_out_seed beside the image folders' test splits (streams 0 and 1,
-# utils/folders.held_out_split), so that the source validation part is drawn apart from them.
-VALIDATION_STREAM = 2
-
-
-def validation_split(count, fraction, seed):
-    """(train indices, validation indices), each sorted: a seeded random `fraction` of `count` held out."""
-    held_out = round(count * fraction)
-    order = np.random.default_rng([seed, VALIDATION_STREAM]).permutation(count)
-    return np.sort(order[held_out:]), np.sort(order[:held_out])
-
-
-def pixel_batches(domain, batch_size=trained_run.BATCH_SIZE):
-    """A domain's images in order, as float32 RGB pixel batches (0..255): what an export takes."""
-    for start in range(0, len(domain), batch_size):
-        indices = tf.range(start, min(start + batch_size, len(domain)))
-        yield tf.cast(domain.pixels(domain.load(indices)), tf.float32)
-
-
 def probabilities(classifier, domain):
     """(N, classes) float64 softmax of an exported classifier over every image of `domain`."""
-    batches = [trained_run.predict_logits(classifier, batch) for batch in pixel_batches(domain)]
+    batches = [trained_run.predict_logits(classifier, batch) for _, batch in trained_run.float_batches(domain)]
     return tf.nn.softmax(np.concatenate(batches).astype(np.float64)).numpy()
 
 
 def self_labels(probabilities_of_images):
     """The classifier's own labels: the argmax class of each image."""
     return np.argmax(probabilities_of_images, axis=1).astype(np.int32)
-
-
-def accuracy(classifier, domain):
-    """The exported classifier's accuracy on a labelled domain."""
-    predicted = self_labels(probabilities(classifier, domain))
-    return float(np.mean(predicted == domain.labels.numpy()))
 
 
 def label_free_scores(target_probabilities):

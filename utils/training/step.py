@@ -13,7 +13,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from model import Networks, correct, cross_entropies
+from model import Networks, cross_entropies
 from model import step as dann_step
 from model.optimizer import moving_averages, paper_optimizer
 from model.schedules import grl_lambda, progress
@@ -96,8 +96,8 @@ class Step:
         return {name: tf.add_n([values[name] for _, values in slices]) for name in self.metrics}
 
     @tf.function
-    def evaluate_batch(self, images, labels, domain):
-        """Number correct, summed loss and number the domain classifier gets right, on one batch."""
+    def evaluate_batch(self, images, labels):
+        """The label logits, the summed label loss and the domain logits of one batch."""
         # Slices side by side, as in training. The last batch may be any size:
         # one smaller than the slice count is not cut, since an empty slice
         # fails in oneDNN's convolution. Traced per batch shape, so the count is known.
@@ -110,9 +110,7 @@ class Step:
             label_logits.append(self.networks.label_classifier(features, training=False))
             domain_logits.append(self.networks.domain_classifier(features, training=False))
         label_logits, domain_logits = tf.concat(label_logits, 0), tf.concat(domain_logits, 0)
-        domain_labels = tf.fill(tf.shape(labels), domain)
-        return (correct(labels, label_logits), tf.reduce_sum(cross_entropies(labels, label_logits)),
-                correct(domain_labels, domain_logits))
+        return label_logits, tf.reduce_sum(cross_entropies(labels, label_logits)), domain_logits
 
     @contextlib.contextmanager
     def evaluation_weights(self):

@@ -8,11 +8,13 @@ import os
 import sys
 import time
 
+import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from utils.data import pipeline
 from utils.errors import TrainingError
+from utils.evaluation import metrics
 from utils.evaluation.trained_run import BATCH_SIZE, EXPORT_NAME
 from utils.files import atomic_path, write_text_atomic
 from utils.runtime import distribution, startup
@@ -84,26 +86,25 @@ class Trainer:
         self.dann_step.run_steps(self.iterator, num_steps)
 
     def evaluate(self):
-        """Accuracy and loss on the source and target test sets (MNIST test and MNIST-M test), summed
-        over batches; a test set without labels adds to the domain accuracy only."""
-        totals = {}
+        """Accuracy and loss on the source and target test sets (MNIST test and MNIST-M test), counted
+        as evaluate.py counts them (metrics.confusion_of); a test set without labels adds to the
+        domain accuracy only."""
+        classes = len(self.config.classes)
+        results, domain_confusion = {}, np.zeros((2, 2), np.int64)
         with self.dann_step.evaluation_weights():
             for domain_index, (domain, dataset) in enumerate(self.test_sets.items()):
-                sums = [0.0, 0.0, 0.0, 0]
+                confusion, loss = np.zeros((classes, classes), np.int64), 0.0
                 for images, labels in dataset:
                     # Unlabelled images (-1) get label 0: their label results are not reported.
                     labels = tf.maximum(labels, 0)
-                    correct, loss, domain_correct = self.dann_step.evaluate_batch(images, labels, domain_index)
-                    sums = [sums[0] + float(correct), sums[1] + float(loss),
-                            sums[2] + float(domain_correct), sums[3] + int(labels.shape[0])]
-                totals[domain] = sums
-        seen = totals["source"][3] + totals["target"][3]
-        results = {}
-        for domain in ("source", "target"):
-            if self.labelled_test_sets[domain]:
-                results[f"val/{domain}_acc"] = totals[domain][0] / totals[domain][3]
-                results[f"val/{domain}_loss"] = totals[domain][1] / totals[domain][3]
-        results["val/domain_acc"] = (totals["source"][2] + totals["target"][2]) / seen
+                    label_logits, loss_sum, domain_logits = self.dann_step.evaluate_batch(images, labels)
+                    confusion += metrics.confusion_of(labels, label_logits, classes)
+                    domain_confusion += metrics.confusion_of(np.full(len(labels), domain_index), domain_logits, 2)
+                    loss += float(loss_sum)
+                if self.labelled_test_sets[domain]:
+                    results[f"val/{domain}_acc"] = metrics.accuracy(confusion)
+                    results[f"val/{domain}_loss"] = loss / confusion.sum()
+        results["val/domain_acc"] = metrics.accuracy(domain_confusion)
         return results
 
     def start(self, resume):
