@@ -26,24 +26,23 @@ RENAMED_FIELDS = {"colour_source": "color_source"}
 # Named sets of overrides on the defaults below: `python train.py --preset NAME`,
 # with any --field value on top. Each records what it is for and where it comes from.
 PRESETS = {
-    # The paper (Ganin & Lempitsky, 2015): the defaults themselves. About 20
-    # minutes on 2 CPU cores; DANN 0.764 +- 0.009 on MNIST-M over six seeds
-    # (README), against the paper's 0.7666.
+    # The paper (Ganin & Lempitsky, 2015; Ganin et al., JMLR 2016, section 5.2):
+    # the defaults themselves. Measured accuracy and run time: docs/measurements.md.
     "paper": {},
     # The reference post's run (its code: Daipuwei/DANN-MNIST-tf2): 128 + 128
-    # images a step for 5,000 epochs (about 2.3 M steps, days on a GPU), gray
-    # source digits (and so a pixel mean over gray digits), and a domain loss
-    # that sums the source and the target mean (twice the mean over the batch).
-    # Its log reads 0.871 on MNIST-M at the last epoch. Not run here.
+    # images a step for 5,000 epochs (about 2.3 M steps), gray source digits
+    # (and so a pixel mean over gray digits), and a domain loss that sums the
+    # source and the target mean (twice the mean over the batch). Not run here;
+    # the accuracy its log reports is quoted in docs/measurements.md.
     "daipuwei": {"batch_size": 256, "epochs": 5000.0, "binarize_source": False,
                  "domain_loss_weight": 2.0},
-    # Past the paper: DANN 0.957 +- 0.002 on MNIST-M over three seeds, about
-    # 27 minutes of training alone on 2 CPU cores (README; chosen on the
-    # MNIST-M train labels, never the test labels, docs/recipe.md, and the
-    # choice of the label-free judge, docs/reverse_validation.md). Source
+    # Past the paper, with the paper's networks and no MNIST-M label: source
     # digits in random colors, a learning rate that stays high (0.01 ->
     # 0.0039), lambda rising slowly to 0.85, 50 epochs, and the weights'
-    # moving average for evaluation and export. The networks are the paper's.
+    # moving average for evaluation and export. Chosen on the MNIST-M train
+    # labels, never the test labels, and confirmed by the label-free judge
+    # (docs/recipe.md, docs/reverse_validation.md). Measured accuracy and run
+    # time: docs/measurements.md.
     "long": {"epochs": 50.0, "color_source": True, "lr_alpha": 2.5, "lambda_gamma": 2.5,
              "ema_momentum": 0.999},
 }
@@ -59,7 +58,7 @@ class Config:
     download_dir: str = "data/downloads"  # Where downloaded archives are cached.
     binarize_source: bool = True  # Source digits as 0/255, like the digits inside MNIST-M.
     # Augmentation: each source digit in training drawn in two random colors,
-    # a background and a stroke color (utils/pipeline.random_colors). The paper: off.
+    # a background and a stroke color (utils/data/pipeline.random_colors). The paper: off.
     color_source: bool = False
 
     # your own data: image folders instead of the MNIST and MNIST-M files (docs/folders.md)
@@ -78,7 +77,7 @@ class Config:
     image_size: int = 28  # Images are resized to image_size x image_size pixels.
     image_channels: int = 3  # 3: color (gray images repeat their channel); 1: gray.
     # Folders up to this many MB of uint8 pixels are held in memory; larger
-    # ones are decoded from disk batch by batch (utils/image_folders.py). 0: always from disk.
+    # ones are decoded from disk batch by batch (utils/data/image_files.py). 0: always from disk.
     in_memory_mb: int = 2000
     # Sorted source class names, set from source_dir by train.py; empty: the digits 0-9.
     class_names: tuple = ()
@@ -124,17 +123,17 @@ class Config:
     # system
     steps_per_call: int = 50  # Training steps run inside one compiled call.
     # Equal slices of each batch computed side by side (same gradient as the
-    # whole batch); 0: 2 on a CPU with 2+ cores and one replica, else 1 (utils/system.py).
+    # whole batch); 0: 2 on a CPU with 2+ cores and one replica, else 1 (utils/runtime/devices.py).
     batch_shards: int = 0
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
     # float32 | mixed_bfloat16 | mixed_float16 (GPUs, with loss scaling) | auto,
-    # which picks float32 today (utils/precision.py). train.py records its choice.
+    # which picks float32 today (utils/runtime/precision.py). train.py records its choice.
     precision: str = "auto"
     # tf.distribute: auto (one device: none; several GPUs: mirrored) | mirrored
     # | multi_worker (machines from TF_CONFIG). README, "More devices and machines".
     strategy: str = "auto"
     # Logical devices the CPU is split into, each a replica of `mirrored`, to try
-    # it without GPUs. On 2 cores slices (batch_shards) trained faster (docs/distributed.md).
+    # it without GPUs. Slices (batch_shards) compared with replicas: docs/distributed.md.
     cpu_devices: int = 1
     # multi_worker: seconds a worker waits for a peer that has not joined, or that sends no
     # heartbeat, before it stops with an error; room for a scheduler to start machines apart.
