@@ -54,7 +54,7 @@ class Config:
     # data
     mnist_path: str = ""  # Keras mnist.npz; empty: download with keras.datasets.mnist.
     bsds_path: str = ""  # BSR_bsds500.tgz or a folder holding BSR/; empty: download.
-    mnistm_path: str = "data/mnist_m.npz"  # Built from the two above when missing.
+    mnistm_path: str = "data/mnist_m.npz"  # Built from mnist_path and bsds_path when missing.
     mnistm_seed: int = 42  # Seed of the MNIST-M backgrounds and crops.
     download_dir: str = "data/downloads"  # Where downloaded archives are cached.
     binarize_source: bool = True  # Source digits as 0/255, like the digits inside MNIST-M.

@@ -24,6 +24,9 @@ import config
 
 # Every field but class_names, which train.py reads from the source folder.
 SETTINGS = tuple(field.name for field in dataclasses.fields(config.Config) if field.type is not tuple)
+# The test data of evaluate.py, plot_tsne.py and reverse_validation.py: this machine's files,
+# not the paths recorded where the run trained.
+TEST_DATA_SETTINGS = ("mnist_path", "mnistm_path")
 NOT_ON_COMMAND_LINE = {field.name for field in dataclasses.fields(config.Config)} - set(SETTINGS)
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")
 
