@@ -61,14 +61,9 @@ def export_folders(folder, mnist_path, mnistm_path):
         write_image_folders(folder, parts, digits, progress_bar.update)
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    try:
-        arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
-    except cli.HelpPrinted:
-        return 0
-    except cli.UsageError as error:
-        print(cli.one_line(error), file=sys.stderr)
-        return 2
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
     mnist_path, bsds_path = arguments.settings.mnist_path, arguments.settings.bsds_path
     startup.set_up()
     from utils.data.mnistm import build_mnistm

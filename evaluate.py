@@ -236,14 +236,9 @@ def main_test_sets(arguments, model_path):
     return format_table(results) + f"\n\nWrote {out_path} and {len(confusions)} confusion matrices beside it."
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    try:
-        arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
-    except cli.HelpPrinted:
-        return 0
-    except ValueError as error:
-        print(cli.one_line(error), file=sys.stderr)
-        return 2
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
     startup.set_up()
     from utils.evaluation import trained_run
 

@@ -33,14 +33,9 @@ def figure_paths(out_dir):
     return {name: os.path.join(out_dir, f"curves_{name}.png") for name in plots.CURVE_FIGURES}
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    try:
-        arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
-    except cli.HelpPrinted:
-        return 0
-    except cli.UsageError as error:
-        print(cli.one_line(error), file=sys.stderr)
-        return 2
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
     startup.set_up()
     import tensorflow as tf
 

@@ -64,14 +64,9 @@ def panel(title, run, arguments):
                                                            threads=arguments.threads), domains
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    try:
-        arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
-    except cli.HelpPrinted:
-        return 0
-    except cli.UsageError as error:
-        print(cli.one_line(error), file=sys.stderr)
-        return 2
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
     startup.set_up()
     from utils.evaluation import trained_run
 

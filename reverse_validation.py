@@ -164,14 +164,9 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
     }
 
 
+@cli.reports_usage_errors
 def main(arguments, program="reverse_validation.py"):
-    try:
-        parsed = parse_arguments(arguments)
-    except cli.HelpPrinted:
-        return 0
-    except cli.UsageError as error:
-        print(cli.one_line(error), file=sys.stderr)
-        return 2
+    parsed = parse_arguments(arguments)
     startup.set_up()
     from utils.evaluation import trained_run
     from utils.runtime import devices, precision

@@ -18,6 +18,7 @@ import functools
 import inspect
 import io
 import re
+import sys
 import tokenize
 
 import config
@@ -226,6 +227,21 @@ def as_arguments(overrides):
     """['--name', 'value', ...] that parse_overrides reads back as `overrides`."""
     return [text for name, value in overrides.items()
             for text in (f"--{name}", str(value).lower() if isinstance(value, bool) else str(value))]
+
+
+def reports_usage_errors(main):
+    """Wraps a script's main: 0 after --help; 2 after one `error:` line for a command line it cannot run."""
+    @functools.wraps(main)
+    def checked_main(*arguments, **keywords):
+        try:
+            return main(*arguments, **keywords)
+        except HelpPrinted:
+            return 0
+        except UsageError as error:
+            print(one_line(error), file=sys.stderr)
+            return 2
+
+    return checked_main
 
 
 def one_line(error):
