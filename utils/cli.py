@@ -200,6 +200,11 @@ class Parser(argparse.ArgumentParser):
     def hidden_flags(self):
         return {old[2:] for old in self.renamed} | set(config.RENAMED_FIELDS) | {"help"}
 
+    def print_help(self, file=None):
+        # argparse's own ignores an OSError, so that a closed pipe (`--help | head`) would not reach
+        # scripts.run_main, which ends quietly with 141 on it.
+        (file or sys.stdout).write(self.format_help())
+
     def exit(self, status=0, message=None):
         if status == 0 and message is None:  # After --help: argparse's only call without an error.
             raise HelpPrinted()
