@@ -17,8 +17,8 @@ MODES = ("dann", "source_only", "target_only")
 # Keras dtype policies, or auto (utils/precision.py says what each does and what auto picks).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/runtime/distribution.py
-# Short flags: --mnist PATH is --mnist_path PATH.
-FLAG_ALIASES = {"mnist": "mnist_path", "bsds": "bsds_path"}
+# Short flags (utils/cli.py): --mnist PATH is --mnist_path PATH.
+FLAG_ALIASES = {"mnist": "mnist_path", "mnistm": "mnistm_path", "bsds": "bsds_path"}
 # Fields under their former names, still accepted as flags and in saved
 # config.json files until the next release: old name -> new name.
 RENAMED_FIELDS = {"colour_source": "color_source"}
@@ -53,7 +53,7 @@ class Config:
     # data
     mnist_path: str = ""  # Keras mnist.npz; empty: download with keras.datasets.mnist.
     bsds_path: str = ""  # BSR_bsds500.tgz or a folder holding BSR/; empty: download.
-    mnistm_path: str = "data/mnist_m.npz"  # Built from the two above when missing.
+    mnistm_path: str = "data/mnist_m.npz"  # Built from mnist_path and bsds_path when missing.
     mnistm_seed: int = 42  # Seed of the MNIST-M backgrounds and crops.
     download_dir: str = "data/downloads"  # Where downloaded archives are cached.
     binarize_source: bool = True  # Source digits as 0/255, like the digits inside MNIST-M.
@@ -241,37 +241,6 @@ def preset_config(preset="paper", **overrides):
     return Config(**{**PRESETS[preset], **overrides, "preset": preset})
 
 
-def usage(description, aliases=None):
-    """A --help text: the script's description, then every field as --name with its type and default."""
-    lines = [description.rstrip(), "", "Settings (config.py's Config; any of them as --name value):"]
-    defaults = Config()
-    for field in dataclasses.fields(Config):
-        if field.type is not tuple:  # class_names is read from the source folder, not given.
-            lines.append(f"  --{field.name} {field.type.__name__} (default: {getattr(defaults, field.name)!r})")
-    for short, name in (aliases or {}).items():
-        lines.append(f"  --{short} is short for --{name}")
-    for old_name, name in RENAMED_FIELDS.items():
-        lines.append(f"  --{old_name} is the former name of --{name}, accepted until the next release")
-    return "\n".join(lines)
-
-
-def _parse_value(name, text, field_type):
-    if field_type is tuple:
-        raise ValueError(f"--{name} is not set on the command line: train.py reads it from the source folder.")
-    if field_type is bool:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes"):
-            return True
-        if lowered in ("0", "false", "no"):
-            return False
-    else:
-        try:
-            return field_type(text)
-        except ValueError:
-            pass
-    raise ValueError(f"--{name} expects a {field_type.__name__}, got '{text}'.")
-
-
 def from_saved(settings):
     """The Config of a saved config.json: renamed fields under their new names, and fields this
     version no longer has dropped, so that runs of earlier versions still load. Values are
@@ -279,32 +248,3 @@ def from_saved(settings):
     known = {field.name for field in dataclasses.fields(Config)}
     settings = {RENAMED_FIELDS.get(key, key): value for key, value in settings.items()}
     return Config(**{key: value for key, value in settings.items() if key in known})
-
-
-def parse_overrides(arguments, aliases=FLAG_ALIASES):
-    """Maps ['--name', 'value', '--other=value'] onto Config field values.
-
-    Every name must be a Config field (or a key of `aliases`, which maps a
-    short name such as 'mnist' to its field, or of RENAMED_FIELDS); unknown
-    names and values of the wrong type raise ValueError before any work starts.
-    """
-    aliases = {**RENAMED_FIELDS, **(aliases or {})}
-    field_types = {field.name: field.type for field in dataclasses.fields(Config)}
-    overrides = {}
-    remaining = list(arguments)
-    while remaining:
-        argument = remaining.pop(0)
-        if not argument.startswith("--"):
-            raise ValueError(f"Unexpected argument '{argument}': use --name value.")
-        name, separator, value = argument[2:].partition("=")
-        name = aliases.get(name, name)
-        if name not in field_types:
-            raise ValueError(f"Unknown config key: '{name}'. Known keys: {', '.join(field_types)}.")
-        if name in overrides:
-            raise ValueError(f"--{name} is given twice: give each setting once.")
-        if not separator:
-            if not remaining:
-                raise ValueError(f"--{name} needs a value.")
-            value = remaining.pop(0)
-        overrides[name] = _parse_value(name, value, field_types[name])
-    return overrides

@@ -5,8 +5,8 @@ accuracy on a labelled image folder, and predictions for any folder of images.
     python evaluate.py --model pretrained/long                  # the shipped weights of the long preset
     python evaluate.py --model checkpoints/dann-seed0           # a run's folder: adds the domain accuracy
     python evaluate.py --model checkpoints/dann-seed0/classifier.keras --out results/dann.json
-    python evaluate.py --mnistm-official DIR                    # also Ganin's original MNIST-M test set
-    python evaluate.py --model checkpoints/dann-seed0 --mnistm-train  # also the MNIST-M train labels
+    python evaluate.py --mnistm_official DIR                    # also Ganin's original MNIST-M test set
+    python evaluate.py --model checkpoints/dann-seed0 --mnistm_train  # also the MNIST-M train labels
     python evaluate.py --mnist ../shared/data/mnist.npz         # a local mnist.npz instead of the download
     python evaluate.py --model RUN --target_dir DIR             # a labelled image folder (class subfolders)
     python evaluate.py --model RUN --predict DIR --out predictions.csv   # any folder of images
@@ -30,31 +30,24 @@ step (null for an export).
 its classes (docs/folders.md); --predict writes one CSV row per image below
 DIR: its path, the predicted class and each class's probability.
 
---mnistm-train also measures the MNIST-M train images' labels. dann and
+--mnistm_train also measures the MNIST-M train images' labels. dann and
 source_only never train on them, so they can judge a change of recipe without
 looking at the test labels; the test accuracy stays the number to report.
 """
 
-# First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.runtime.startup  # noqa: F401
-
-import argparse
 import contextlib
 import json
 import os
 import sys
 
 from config import Config
-from utils.evaluation import folder_evaluation
+from utils import cli
 from utils import plots
 from utils import scripts
-from utils.errors import ModelError
-from utils.files import atomic_path, check_writable
 from utils.data.official_mnistm import load_official_mnistm_test
-from utils.errors import DataError
-from utils.evaluation import metrics
-from utils.evaluation import trained_run
-from utils.data import training_data
+from utils.errors import DataError, ModelError
+from utils.files import atomic_path, check_writable
+from utils.runtime import startup
 
 # The default preset's weights, so that `python evaluate.py` shows what
 # `python train.py` gives; pretrained/long holds the long preset's.
@@ -69,36 +62,31 @@ ACCURACY_KEYS = {"mnist": "mnist_test_accuracy", "mnistm": "mnistm_test_accuracy
                  "mnistm_official": "mnistm_official_test_accuracy", "mnistm_train": "mnistm_train_accuracy"}
 
 
-def add_test_data_arguments(parser):
-    """--mnist and --mnistm, with config.py's defaults; plot_tsne.py shares them."""
-    defaults = Config()
-    parser.add_argument("--mnist", default=defaults.mnist_path, metavar="PATH",
-                        help="Keras-layout mnist.npz; empty: download it with keras.datasets.mnist.")
-    parser.add_argument("--mnistm", default=defaults.mnistm_path, metavar="PATH",
-                        help="MNIST-M npz built by create_mnistm.py (default: %(default)s).")
-
-
 def parse_arguments(arguments):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The options, with `settings`: the Config of --mnist and --mnistm."""
+    parser = cli.Parser(__doc__, settings=cli.TEST_DATA_SETTINGS,
+                        renamed={"--mnistm-official": "--mnistm_official", "--mnistm-train": "--mnistm_train",
+                                 "--target-dir": "--target_dir"})
     parser.add_argument("--model", default="", metavar="PATH",
                         help=f"A .keras export, or a run's checkpoint folder: its classifier.keras, or "
                              f"its latest checkpoint before the run wrote one (default: {PRETRAINED_MODEL}).")
     parser.add_argument("--config", default="", metavar="PATH",
                         help="The run's config.json (default: found beside the model or in logs/<run>/).")
-    add_test_data_arguments(parser)
-    parser.add_argument("--mnistm-official", default="", metavar="DIR",
+    parser.add_argument("--mnistm_official", default="", metavar="DIR",
                         help="Folder with Ganin's mnist_m_test/ and mnist_m_test_labels.txt.")
-    parser.add_argument("--mnistm-train", action="store_true",
+    parser.add_argument("--mnistm_train", action="store_true",
                         help="Also the MNIST-M train labels, unused by dann and source_only training "
                              "(target_only trains on them): for comparing recipes without the test set.")
-    parser.add_argument("--target_dir", "--target-dir", default="", metavar="DIR",
+    parser.add_argument("--target_dir", default="", metavar="DIR",
                         help="Measure on this image folder, in subfolders named after the run's classes.")
     parser.add_argument("--predict", default="", metavar="DIR",
                         help="Predict every image below DIR and write a CSV (--out, default "
                              "results/<run>/predictions.csv).")
     parser.add_argument("--out", default="", metavar="PATH",
                         help="JSON output (default: results/<run>/evaluation.json); PNGs go beside it.")
-    return parser.parse_args(arguments)
+    options, overrides = parser.parse(arguments)
+    options.settings = Config(**overrides)
+    return options
 
 
 def confusion_path(out_path, test_set):
@@ -108,7 +96,10 @@ def confusion_path(out_path, test_set):
 
 def load_test_sets(arguments, run):
     """{test set: (uint8 RGB images, labels)}, the source digits prepared as in the run's training."""
-    test_sets = training_data.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source,
+    from utils.data import training_data
+
+    test_sets = training_data.load_test_sets(arguments.settings.mnist_path, arguments.settings.mnistm_path,
+                                             run.config.binarize_source,
                                           mnistm_train=arguments.mnistm_train)
     if arguments.mnistm_official:
         test_sets["mnistm_official"] = load_official_mnistm_test(arguments.mnistm_official)
@@ -117,6 +108,8 @@ def load_test_sets(arguments, run):
 
 def evaluate(run, test_sets):
     """The results dict written as JSON, and the confusion matrices by test set."""
+    from utils.evaluation import metrics
+
     confusions = {name: metrics.confusion_matrix(run.classifier, images, labels)
                   for name, (images, labels) in test_sets.items()}
     results = {"model": run.name, "checkpoint_step": run.checkpoint_step,
@@ -140,6 +133,8 @@ def evaluate(run, test_sets):
 
 def format_table(results):
     """A short plain-text table of the results."""
+    from utils.evaluation import trained_run
+
     lines = [f"model {results['model']} (config: {results['config']})"]
     if results["checkpoint_step"] is not None:
         lines.append(f"its latest checkpoint, step {results['checkpoint_step']}: the folder holds no "
@@ -173,6 +168,8 @@ def write_outputs(out_path, results, confusions):
 
 def evaluate_folder(run, folder):
     """The results of a run on a labelled image folder, and its confusion matrix."""
+    from utils.evaluation import folder_evaluation, metrics
+
     confusion = folder_evaluation.labelled_folder_confusion(run, folder)
     config = os.path.relpath(run.config_path) if run.config_path else "none found"
     results = {"model": run.name, "config": config,
@@ -185,6 +182,8 @@ def evaluate_folder(run, folder):
 
 def main_folders(arguments, model_path):
     """--target_dir or --predict: writes the JSON and confusion PNG, or the CSV; returns the summary to print."""
+    from utils.evaluation import folder_evaluation, trained_run
+
     name = trained_run.run_name(model_path)
     if arguments.predict:
         out_path = arguments.out or os.path.join("results", name, "predictions.csv")
@@ -217,6 +216,9 @@ def main_folders(arguments, model_path):
 
 def main_test_sets(arguments, model_path):
     """MNIST test, MNIST-M test and the sets asked for: writes the JSON and PNGs; returns the summary to print."""
+    from utils.data import training_data
+    from utils.evaluation import trained_run
+
     out_path = arguments.out or os.path.join("results", trained_run.run_name(model_path), "evaluation.json")
     test_set_names = (["mnist", "mnistm"] + (["mnistm_official"] if arguments.mnistm_official else [])
                       + (["mnistm_train"] if arguments.mnistm_train else []))
@@ -224,7 +226,8 @@ def main_test_sets(arguments, model_path):
     for path in [out_path] + [confusion_path(out_path, name) for name in test_set_names]:
         check_writable(path)
     run = trained_run.load_run(model_path, arguments.config, training_pixel_mean=lambda config: (
-        training_data.mnist_pixel_mean_from_files(config, arguments.mnist, arguments.mnistm)))
+        training_data.mnist_pixel_mean_from_files(config, arguments.settings.mnist_path,
+                                                  arguments.settings.mnistm_path)))
     if run.config.uses_folders:
         raise ModelError(f"'{model_path}' was trained on image folders, not MNIST: measure it with "
                          "--target_dir DIR, or predict with --predict DIR.")
@@ -233,8 +236,12 @@ def main_test_sets(arguments, model_path):
     return format_table(results) + f"\n\nWrote {out_path} and {len(confusions)} confusion matrices beside it."
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    arguments = parse_arguments(arguments)
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
+    startup.set_up()
+    from utils.evaluation import trained_run
+
     model_path = arguments.model or PRETRAINED_MODEL
     if not arguments.model and not os.path.isfile(os.path.join(PRETRAINED_MODEL, trained_run.EXPORT_NAME)):
         print(f"error: no --model given and the pretrained weights '{PRETRAINED_MODEL}' are missing. "
@@ -247,7 +254,7 @@ def main(arguments=None):
             summary = (main_folders(arguments, model_path) if arguments.target_dir or arguments.predict
                        else main_test_sets(arguments, model_path))
     except (DataError, ModelError, OSError) as error:
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     except scripts.Stopped as stopped:
         print(f"{stopped}; nothing was written.", file=sys.stderr)

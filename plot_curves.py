@@ -9,26 +9,23 @@ Writes curves_schedule.png (learning rate and GRL lambda), curves_accuracy.png
 Needs no TensorBoard. Bad input prints one `error:` line and exits 2.
 """
 
-# First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.runtime.startup  # noqa: F401
-
-import argparse
 import os
 import sys
 
-import tensorflow as tf
-
+from utils import cli
 from utils import plots
 from utils import scripts
 from utils.files import atomic_path, check_writable
-from utils.training.summaries import read_scalars
+from utils.runtime import startup
 
 
 def parse_arguments(arguments):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The test data settings too, unused: the curves come from the event files, and --mnist PATH
+    # can go on every command of the README.
+    parser = cli.Parser(__doc__, settings=cli.TEST_DATA_SETTINGS)
     parser.add_argument("run_dir", metavar="RUN_DIR", help="A run's log folder, such as logs/dann-seed0.")
     parser.add_argument("--out", default="", metavar="DIR", help="Output folder (default: RUN_DIR).")
-    return parser.parse_args(arguments)
+    return parser.parse(arguments)[0]
 
 
 def figure_paths(out_dir):
@@ -36,8 +33,14 @@ def figure_paths(out_dir):
     return {name: os.path.join(out_dir, f"curves_{name}.png") for name in plots.CURVE_FIGURES}
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    arguments = parse_arguments(arguments)
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
+    startup.set_up()
+    import tensorflow as tf
+
+    from utils.training.summaries import read_scalars
+
     run_dir = arguments.run_dir
     paths = figure_paths(arguments.out or run_dir)
     try:
@@ -54,7 +57,7 @@ def main(arguments=None):
                 plots.save_training_curves(temporary, scalars, name, os.path.basename(os.path.abspath(run_dir)))
     except (OSError, tf.errors.OpError) as error:
         message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-        print("error: " + " ".join(message.split()), file=sys.stderr)
+        print(cli.one_line(message), file=sys.stderr)
         return 2
     print("Wrote " + ", ".join(paths.values()))
     return 0

@@ -1,7 +1,7 @@
 """t-SNE of the features of MNIST and MNIST-M test images: source-only against DANN.
 
     python plot_tsne.py                 # the seed-0 runs of run_results.py
-    python plot_tsne.py --source-only checkpoints/source_only-seed0 --dann checkpoints/dann-seed0
+    python plot_tsne.py --source_only checkpoints/source_only-seed0 --dann checkpoints/dann-seed0
     python plot_tsne.py --count 500     # fewer images: faster
     python plot_tsne.py --threads 1     # on a machine busy with other jobs
 
@@ -13,60 +13,63 @@ panel for 2 x 1500 images on two CPU cores. Bad input prints one `error:`
 line and exits 2.
 """
 
-# First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.runtime.startup  # noqa: F401
-
-import argparse
 import sys
 
 import numpy as np
 
-import evaluate
+from config import Config
+from utils import cli
 from utils import plots
 from utils import scripts
-from utils.errors import ModelError
+from utils.errors import DataError, ModelError
 from utils.files import atomic_path, check_writable
-from utils.errors import DataError
-from utils.evaluation import features as feature_space
-from utils.evaluation import trained_run
-from utils.data import training_data
+from utils.runtime import startup
 
 
 def parse_arguments(arguments):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source-only", default="checkpoints/results-source_only-seed0", metavar="PATH",
+    """The options, with `settings`: the Config of --mnist and --mnistm."""
+    parser = cli.Parser(__doc__, settings=cli.TEST_DATA_SETTINGS, renamed={"--source-only": "--source_only"})
+    parser.add_argument("--source_only", default="checkpoints/results-source_only-seed0", metavar="PATH",
                         help="Checkpoint folder or .keras export of a source-only run (default: %(default)s).")
     parser.add_argument("--dann", default="checkpoints/results-dann-seed0", metavar="PATH",
                         help="Checkpoint folder or .keras export of a DANN run (default: %(default)s).")
-    evaluate.add_test_data_arguments(parser)
     parser.add_argument("--count", default=1500, type=int,
                         help="Test images drawn from each domain (default: %(default)s).")
     parser.add_argument("--seed", default=0, type=int, help="Seed of the sample and of t-SNE (default: 0).")
     parser.add_argument("--threads", default=None, type=int,
                         help="Cap on t-SNE's threads (default: all cores); 1 on a busy shared machine.")
     parser.add_argument("--out", default="results/tsne.png", metavar="PATH", help="PNG (default: %(default)s).")
-    parsed = parser.parse_args(arguments)
+    parsed, overrides = parser.parse(arguments)
     if parsed.count < 2:
-        parser.error(f"--count must be >= 2, got {parsed.count}")
+        raise cli.UsageError(f"--count must be >= 2, got {parsed.count}")
+    parsed.settings = Config(**overrides)
     return parsed
 
 
 def panel(title, run, arguments):
     """(title, 2-D embedding, domain per point) for one model on the seeded sample of both test sets."""
-    test_sets = training_data.load_test_sets(arguments.mnist, arguments.mnistm, run.config.binarize_source)
+    from utils.data import training_data
+    from utils.evaluation import features
+
+    test_sets = training_data.load_test_sets(arguments.settings.mnist_path, arguments.settings.mnistm_path,
+                                             run.config.binarize_source)
     rng = np.random.default_rng(arguments.seed)
     samples = []
     for images, _ in test_sets.values():
         # The same seed draws the same images for every model, so the panels compare like with like.
         samples.append(images[np.sort(rng.choice(len(images), min(arguments.count, len(images)), replace=False))])
-    features = np.concatenate([feature_space.extract_features(run.classifier, images) for images in samples])
+    points = np.concatenate([features.extract_features(run.classifier, images) for images in samples])
     domains = np.repeat([0, 1], [len(images) for images in samples])
-    return f"{title}: {run.name}", feature_space.tsne_embedding(features, seed=arguments.seed,
-                                                                    threads=arguments.threads), domains
+    return f"{title}: {run.name}", features.tsne_embedding(points, seed=arguments.seed,
+                                                           threads=arguments.threads), domains
 
 
+@cli.reports_usage_errors
 def main(arguments=None):
-    arguments = parse_arguments(arguments)
+    arguments = parse_arguments(sys.argv[1:] if arguments is None else arguments)
+    startup.set_up()
+    from utils.evaluation import trained_run
+
     try:
         check_writable(arguments.out)
         panels = [panel(title, trained_run.load_run(path), arguments)
@@ -74,7 +77,7 @@ def main(arguments=None):
         with atomic_path(arguments.out) as temporary:
             plots.save_tsne(temporary, panels)
     except (DataError, ModelError, OSError) as error:
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     print(f"Wrote {arguments.out}")
     return 0

@@ -29,10 +29,6 @@ exits 130 or 143 and writes nothing; during the reverse run, it stops that
 run with a checkpoint, as train.py does.
 """
 
-# First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.runtime.startup  # noqa: F401
-
-import argparse
 import dataclasses
 import json
 import os
@@ -42,22 +38,11 @@ import time
 
 
 from config import Config
-from evaluate import add_test_data_arguments
-from utils.runtime import precision
+from utils import cli
 from utils import scripts
-from utils.runtime import devices
-from utils.selection import reverse_validation as reverse
-from utils.errors import DistributionError
-from utils.errors import ModelError
+from utils.errors import DataError, DistributionError, ModelError, TrainingError
 from utils.files import check_writable, write_text_atomic
-from utils.errors import DataError
-from utils.evaluation import metrics
-from utils.evaluation import trained_run
-from utils.data import training_data
-from utils.errors import TrainingError
-from utils.training.stopping import TrainingStopped
-from utils.training.stopping import stop_on_signals
-from utils.training.trainer import Trainer
+from utils.runtime import startup
 
 # The default budget of the reverse run, in passes over its source (the
 # forward target's 60,000 MNIST-M train images): about 2 minutes on 2 CPU
@@ -65,44 +50,34 @@ from utils.training.trainer import Trainer
 REVERSE_EPOCHS = 3.0
 
 
-class UsageError(ValueError):
-    """A command line that cannot be run: argparse's message, printed as one error line."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def parse_arguments(arguments):
-    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                    allow_abbrev=False)
+    # As evaluate.py: this machine's files, not the paths recorded where the run trained; BSDS500
+    # builds MNIST-M when it is missing.
+    parser = cli.Parser(__doc__, settings=(*cli.TEST_DATA_SETTINGS, "bsds_path"), resume=True)
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="A run's checkpoint folder (checkpoints/<run>) or a folder like pretrained/paper, "
                              "holding classifier.keras.")
     parser.add_argument("--config", default="", metavar="PATH",
                         help="The run's config.json (default: beside the model or in logs/<run>/).")
-    # As evaluate.py: this machine's files, not the paths recorded where the run trained.
-    add_test_data_arguments(parser)
-    parser.add_argument("--bsds", default=Config().bsds_path, metavar="PATH",
-                        help="BSR_bsds500.tgz, to build MNIST-M when --mnistm is missing; empty: download it.")
     parser.add_argument("--epochs", type=float, default=REVERSE_EPOCHS,
                         help="Length of the reverse run, in passes over its source (default: %(default)g).")
     parser.add_argument("--run_name", default="", help="The reverse run's name (default: <run>-reverse).")
     parser.add_argument("--out", default="", metavar="PATH",
                         help="JSON output (default: logs/<reverse run>/reverse_validation.json).")
-    parser.add_argument("--resume", action="store_true", help="Continue a stopped reverse run.")
     parser.add_argument("--scores_only", action="store_true",
                         help="Only the cheaper label-free scores, in seconds, without the reverse run "
                              "(default output: results/<run>/label_free_scores.json).")
-    parsed = parser.parse_args(arguments)
+    parsed, overrides = parser.parse(arguments)
     if not parsed.epochs > 0:
-        raise UsageError(f"--epochs must be > 0, got {parsed.epochs:g}")
+        raise cli.UsageError(f"--epochs must be > 0, got {parsed.epochs:g}")
+    parsed.settings = Config(**overrides)
     return parsed
 
 
 def read_run_config(arguments):
     """The run's Config, with --mnist, --mnistm and --bsds; refuses a run it cannot judge."""
+    from utils.evaluation import trained_run
+
     folder = arguments.model if os.path.isdir(arguments.model) else os.path.dirname(arguments.model)
     # Checked by name here: loading the model would start TensorFlow before its threads are set.
     classifier = (arguments.model if os.path.isfile(arguments.model)
@@ -118,8 +93,9 @@ def read_run_config(arguments):
     if config.mode == "target_only":
         raise ModelError(f"'{arguments.model}' was trained with --mode target_only, on target labels: "
                          "reverse validation judges runs that use none.")
-    return dataclasses.replace(config, mnist_path=arguments.mnist, mnistm_path=arguments.mnistm,
-                               bsds_path=arguments.bsds), config_path
+    return dataclasses.replace(config, mnist_path=arguments.settings.mnist_path,
+                               mnistm_path=arguments.settings.mnistm_path,
+                               bsds_path=arguments.settings.bsds_path), config_path
 
 
 def reverse_run_config(config, epochs, reverse_name):
@@ -142,6 +118,12 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
 
     Raises TrainingStopped, with the signal's name, when Ctrl-C or SIGTERM stops the reverse run.
     """
+    from utils.data import training_data
+    from utils.evaluation import metrics, trained_run
+    from utils.selection import reverse_validation as reverse
+    from utils.training.stopping import stop_on_signals
+    from utils.training.trainer import Trainer
+
     started = time.perf_counter()
     reverse_name = reverse_config.run_name
     run = trained_run.load_run(arguments.model, config_path)
@@ -181,12 +163,18 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
     }
 
 
+@cli.reports_usage_errors
 def main(arguments, program="reverse_validation.py"):
+    parsed = parse_arguments(arguments)
+    startup.set_up()
+    from utils.evaluation import trained_run
+    from utils.runtime import devices, precision
+    from utils.training.stopping import TrainingStopped
+
     try:
         # Until the reverse run starts (stop_on_signals takes over then), a
         # signal stops the script before it has written anything.
         with scripts.stop_signals_raised():
-            parsed = parse_arguments(arguments)
             config, config_path = read_run_config(parsed)
             reverse_name = parsed.run_name or f"{trained_run.run_name(parsed.model)}-reverse"
             out_path = parsed.out or (
@@ -199,12 +187,12 @@ def main(arguments, program="reverse_validation.py"):
             # Before any op runs: threads and devices cannot change afterwards.
             runtime = devices.configure_for(reverse_config)
             results = judge(parsed, config, reverse_config, runtime, config_path, out_path)
-    except (UsageError, ValueError, DataError, DistributionError, OSError, TrainingError) as error:
-        # ModelError is a ValueError: a missing classifier or an unreadable config.
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+    except (ValueError, DataError, DistributionError, ModelError, OSError, TrainingError) as error:
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     except TrainingStopped as stopped:
-        print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
+        resume = [] if parsed.resume else ["--resume"]
+        print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, *resume])}",
               file=sys.stderr)
         return stopped.exit_code
     except scripts.Stopped as stopped:

@@ -2,7 +2,7 @@
 
     python run_results.py                                 # 9 runs with config.py's settings -> docs/results.md
     python run_results.py --mnist ../shared/data/mnist.npz --bsds ../shared/data/BSR_bsds500.tgz
-    python run_results.py --table-only                    # only rewrite the table from finished runs
+    python run_results.py --table_only                    # only rewrite the table from finished runs
     python run_results.py --modes dann --seeds 0          # a subset
 
 Each run is `python train.py --mode M --seed S --run_name results-M-seedS`,
@@ -14,7 +14,6 @@ over several invocations. The table is rewritten after every run. Accuracies are
 the final step: no checkpoint is chosen with target labels.
 """
 
-import argparse
 import contextlib
 import datetime
 import importlib.metadata
@@ -28,7 +27,8 @@ import subprocess
 import sys
 import time
 
-from config import MODES, parse_overrides, preset_config
+from config import MODES, preset_config
+from utils import cli
 from utils import scripts
 from utils.files import write_text_atomic
 
@@ -38,23 +38,28 @@ PAPER_MNISTM_ACCURACY = {"source_only": 0.5225, "dann": 0.7666, "target_only": 0
 RECORD_NAME = "run_results.json"  # Beside final.json: the command, wall time and machine of the run.
 
 
+# Set by run_results.py for each run, not given.
+PER_RUN_SETTINGS = ("mode", "seed", "run_name")
+
+
 def parse_arguments(arguments):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    """(options, the train.py arguments of the settings given, their Config)."""
+    parser = cli.Parser(__doc__, settings=[name for name in cli.SETTINGS if name not in PER_RUN_SETTINGS],
+                        renamed={"--table-only": "--table_only"})
     # Lower bound, method, upper bound: the order of the paper's table.
     parser.add_argument("--modes", nargs="+", default=["source_only", "dann", "target_only"], choices=MODES,
                         help="Default: all three.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="Default: 0 1 2.")
     parser.add_argument("--out", default="docs/results.md", metavar="PATH", help="Default: %(default)s.")
-    parser.add_argument("--table-only", action="store_true", help="Train nothing; write the table.")
-    parsed, train_arguments = parser.parse_known_args(arguments)
-    # Checked now, so a typo fails before hours of training rather than in the first train.py call.
-    overrides = parse_overrides(train_arguments)
-    fixed = sorted({"mode", "seed", "run_name"} & set(overrides))
+    parser.add_argument("--table_only", action="store_true", help="Train nothing; write the table.")
+    fixed = sorted(f"--{name}" for name in PER_RUN_SETTINGS
+                   if any(argument.partition("=")[0] == f"--{name}" for argument in arguments))
     if fixed:
-        parser.error(f"{', '.join('--' + name for name in fixed)}: set per run by run_results.py; "
-                     "use --modes and --seeds instead.")
-    return parsed, train_arguments, preset_config(**overrides)
+        raise cli.UsageError(f"{', '.join(fixed)}: set per run by run_results.py; use --modes and --seeds "
+                             "instead.")
+    # Checked now, so a typo fails before hours of training rather than in the first train.py call.
+    parsed, overrides = parser.parse(arguments)
+    return parsed, cli.as_arguments(overrides), preset_config(**overrides)
 
 
 def run_name(mode, seed):
@@ -194,8 +199,10 @@ def main(arguments=None):
     invocation = "python " + shlex.join(["run_results.py", *arguments])
     try:
         parsed, train_arguments, config = parse_arguments(arguments)
+    except cli.HelpPrinted:
+        return 0
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
 
     def write_table():

@@ -15,28 +15,31 @@ prints the command that continues it (exit code 130 or 143).
 TensorBoard: tensorboard --logdir logs
 """
 
-# First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.runtime.startup  # noqa: F401
-
 import dataclasses
 import json
 import os
 import shlex
 import sys
 
-import tensorflow as tf
-
-from config import FLAG_ALIASES, parse_overrides, preset_config, usage
-from utils.data.training_data import folder_classes, training_data
+from config import preset_config
+from utils import cli
 from utils.errors import UserError
-from utils.runtime import devices, distribution, precision
+from utils.runtime import startup
 from utils.scripts import run_main
-from utils.training.stopping import TrainingStopped, stop_on_signals
-from utils.training.trainer import Trainer
 
-def parse_config(arguments):
-    """The Config the arguments ask for, its precision resolved ("auto" is recorded as what it picked)."""
-    config = preset_config(**parse_overrides(arguments))
+
+def parse_arguments(arguments):
+    """(--resume given, the Config of the settings given); raises cli.UsageError or ValueError."""
+    options, overrides = cli.Parser(__doc__, settings=cli.SETTINGS, resume=True).parse(arguments)
+    return options.resume, preset_config(**overrides)
+
+
+def resolve_config(config):
+    """The Config with its classes read from the source folder and its precision resolved ("auto"
+    is recorded as what it picked)."""
+    from utils.data.training_data import folder_classes
+    from utils.runtime import precision
+
     if config.uses_folders:
         # The networks' number of classes comes from the source folder.
         config = dataclasses.replace(config, class_names=folder_classes(config))
@@ -52,26 +55,37 @@ def parse_config(arguments):
 def restart_command(config, arguments, program):
     """How to go on after a multi-worker run lost a worker: all workers again, with --resume from
     the chief's last checkpoint, or from the start when there is none."""
+    import tensorflow as tf
+
     latest = tf.train.latest_checkpoint(os.path.join(config.checkpoint_dir, config.name))
     if latest is None:
         return ("No checkpoint was saved yet: start every worker again, each with its own TF_CONFIG: "
                 + shlex.join(["python", program, *arguments]))
     return (f"The chief's last checkpoint is at step {latest.rsplit('-', 1)[-1]} in "
             f"'{os.path.dirname(latest)}'. Restart every worker, each with its own TF_CONFIG: "
-            + shlex.join(["python", program, *arguments, "--resume"]))
+            + resume_command(program, arguments))
+
+
+def resume_command(program, arguments):
+    """The command that continues the run of `python program arguments` from its latest checkpoint."""
+    return shlex.join(["python", program, *arguments, *([] if "--resume" in arguments else ["--resume"])])
 
 
 def main(arguments, program="train.py"):
-    if "--help" in arguments or "-h" in arguments:
-        print(usage(__doc__, FLAG_ALIASES))
-        return 0
-    resume = "--resume" in arguments
-    arguments = [argument for argument in arguments if argument != "--resume"]
     try:
-        config = parse_config(arguments)
+        resume, config = parse_arguments(arguments)
+        startup.set_up()
+        config = resolve_config(config)
+    except cli.HelpPrinted:
+        return 0
     except (ValueError, UserError) as error:
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
+    from utils.data.training_data import training_data
+    from utils.runtime import devices, distribution
+    from utils.training.stopping import TrainingStopped, stop_on_signals
+    from utils.training.trainer import Trainer
+
     try:
         strategy, slices = devices.configure_for(config)
         if config.uses_folders and config.binarize_source:
@@ -92,8 +106,7 @@ def main(arguments, program="train.py"):
               f"{restart_command(config, arguments, program)}", file=sys.stderr)
         return 2
     except TrainingStopped as stopped:
-        print(f"{stopped} Continue it with: {shlex.join(['python', program, *arguments, '--resume'])}",
-              file=sys.stderr)
+        print(f"{stopped} Continue it with: {resume_command(program, arguments)}", file=sys.stderr)
         return stopped.exit_code
     print(json.dumps(final, indent=2))
     return 0

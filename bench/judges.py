@@ -30,8 +30,10 @@ from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# First: it loads TensorFlow with this project's settings and without its start-up lines.
-import utils.runtime.startup  # noqa: E402, F401
+# Before anything imports TensorFlow: its settings, and a start without its start-up lines.
+from utils.runtime import startup  # noqa: E402
+
+startup.set_up()
 
 from config import Config, preset_config  # noqa: E402
 from utils.evaluation.trained_run import read_config  # noqa: E402

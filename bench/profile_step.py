@@ -27,8 +27,10 @@ import time
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-# First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.runtime.startup  # noqa: E402, F401
+# Before anything imports TensorFlow: its settings, and a start without its start-up lines.
+from utils.runtime import startup  # noqa: E402
+
+startup.set_up()
 
 import tensorflow as tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402

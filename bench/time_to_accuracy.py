@@ -4,7 +4,7 @@
     python bench/time_to_accuracy.py --mnist PATH --eval_every 250                 # finer time resolution
     python bench/time_to_accuracy.py --mnist PATH --epochs 0.5 --target 0.5        # a quick check
 
-Runs `train.Trainer.run` unchanged (default Config, real data, logs and
+Runs `Trainer.run` unchanged (default Config, real data, logs and
 checkpoints in a temporary folder under /tmp), so the clock covers what a
 user waits for: tracing, training steps, summaries and checkpoints. It starts
 when run() starts, after data loading and model building (reported as
@@ -23,18 +23,19 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.runtime.startup  # noqa: E402, F401
+# Before anything imports TensorFlow: its settings, and a start without its start-up lines.
+from utils.runtime import startup  # noqa: E402
 
+startup.set_up()
 
 import tensorflow as tf  # noqa: E402
 
 import machine  # noqa: E402
-from config import parse_overrides, preset_config, usage  # noqa: E402
+from config import preset_config  # noqa: E402
+from utils import cli  # noqa: E402
+from utils.data import training_data  # noqa: E402
 from utils.runtime import devices  # noqa: E402
-from config import FLAG_ALIASES
-from utils.data import training_data
-from utils.training.trainer import Trainer
+from utils.training.trainer import Trainer  # noqa: E402
 
 PAPER_TARGET_ACCURACY = 0.7666  # Ganin & Lempitsky (2015), table 1, MNIST -> MNIST-M.
 
@@ -63,34 +64,27 @@ class TimedTrainer(Trainer):
         return results
 
 
-def split_target(arguments):
-    """Takes --target VALUE (or --target=VALUE) out of the arguments; the rest are config overrides."""
-    target, remaining = PAPER_TARGET_ACCURACY, []
-    arguments = list(arguments)
-    while arguments:
-        argument = arguments.pop(0)
-        if argument == "--target":
-            if not arguments:
-                raise ValueError("--target needs a value.")
-            argument = "--target=" + arguments.pop(0)
-        if argument.startswith("--target="):
-            target = float(argument.partition("=")[2])
-        else:
-            remaining.append(argument)
-    return target, remaining
+# Set by the benchmark: a temporary folder.
+BENCH_SETTINGS = ("log_dir", "checkpoint_dir", "run_name")
+
+
+def parse_arguments(arguments):
+    """(--target, the overrides of the settings given)."""
+    parser = cli.Parser(__doc__, settings=[name for name in cli.SETTINGS if name not in BENCH_SETTINGS])
+    parser.add_argument("--target", type=float, default=PAPER_TARGET_ACCURACY,
+                        help="MNIST-M test accuracy to reach (default: %(default)s, the paper's).")
+    options, overrides = parser.parse(arguments)
+    return options.target, overrides
 
 
 def main(arguments):
-    if "--help" in arguments or "-h" in arguments:
-        print(usage(__doc__ + f"\n  --target float (default: {PAPER_TARGET_ACCURACY})", FLAG_ALIASES))
-        return 0
     try:
-        target, arguments = split_target(arguments)
-        overrides = parse_overrides(arguments, aliases=FLAG_ALIASES)
-        if {"log_dir", "checkpoint_dir", "run_name"} & set(overrides):
-            raise ValueError("log_dir, checkpoint_dir and run_name are set by the benchmark (a temporary folder).")
+        target, overrides = parse_arguments(arguments)
+        preset_config(**overrides)
+    except cli.HelpPrinted:
+        return 0
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="dann-time-to-accuracy-") as scratch:
         config = preset_config(**overrides, log_dir=os.path.join(scratch, "logs"),
@@ -98,8 +92,7 @@ def main(arguments):
         setup_started = time.perf_counter()
         runtime = devices.configure_for(config)
         # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
-        trainer = TimedTrainer(config, training_data.mnist_data(config, *training_data.load_mnist_arrays(config)),
-                               *runtime)
+        trainer = TimedTrainer(config, training_data.training_data(config), *runtime)
         setup_seconds = time.perf_counter() - setup_started
         final = trainer.run()
     reached = next((evaluation for evaluation in trainer.evaluations

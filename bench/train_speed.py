@@ -50,8 +50,10 @@ import time
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-# First: it loads TensorFlow with the settings `python train.py` uses, without its start-up lines.
-import utils.runtime.startup  # noqa: E402, F401
+# Before anything imports TensorFlow: its settings, and a start without its start-up lines.
+from utils.runtime import startup  # noqa: E402
+
+startup.set_up()
 
 from model import correct, cross_entropies  # noqa: E402
 

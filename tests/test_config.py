@@ -12,7 +12,8 @@ import pytest
 
 import train
 from conftest import make_trainer
-from config import PRESETS, RENAMED_FIELDS, Config, parse_overrides, preset_config
+from config import FLAG_ALIASES, PRESETS, Config, preset_config
+from utils.cli import parse_overrides
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -159,7 +160,7 @@ def test_help_lists_every_setting_and_exits_0(capsys):
     for field in dataclasses.fields(Config):
         assert (f"--{field.name} " in printed) == (field.name != "class_names")
     assert listed == ({field.name for field in dataclasses.fields(Config)} - {"class_names"}
-                      | {"mnist", "bsds"} | set(RENAMED_FIELDS))
+                      | set(FLAG_ALIASES) | {"resume"})
     assert "--mnist is short for --mnist_path" in printed
 
 

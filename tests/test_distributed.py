@@ -30,7 +30,8 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_A_FEW_STEPS = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-import utils.runtime.startup
+from utils.runtime import startup
+startup.set_up()
 import pathlib
 import numpy as np
 import tensorflow as tf

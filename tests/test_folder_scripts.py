@@ -227,7 +227,7 @@ def test_export_folders_writes_mnist_and_mnistm_as_class_subfolders(tmp_path, ca
     mnistm = np.load(tmp_path / "mnist_m.npz")
     out = tmp_path / "folders"
     arguments = ["--mnist", str(tmp_path / "mnist.npz"), "--out", str(tmp_path / "mnist_m.npz"),
-                 "--export-folders", str(out)]
+                 "--export_folders", str(out)]
     assert create_mnistm.main(arguments) == 0
     for domain, arrays in (("mnist", mnist), ("mnistm", mnistm)):
         for split in ("train", "test"):

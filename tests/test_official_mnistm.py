@@ -72,7 +72,7 @@ def test_problems_name_the_file_and_what_to_do(tmp_path, problem, message):
     break_layout(tmp_path, problem)
     with pytest.raises(DataError, match=message) as raised:
         load_official_mnistm_test(str(tmp_path))
-    assert "--mnistm-official" in str(raised.value)
+    assert "--mnistm_official" in str(raised.value)
 
 
 def test_a_missing_folder_is_reported(tmp_path):

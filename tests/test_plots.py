@@ -59,10 +59,10 @@ def test_the_tsne_command_draws_one_panel_per_model(tmp_path, capsys):
     Networks(Config()).classifier([120.0, 110.0, 100.0]).save(str(tmp_path / "untrained.keras"))
     out = tmp_path / "figures" / "tsne.png"
     model = str(tmp_path / "untrained.keras")
-    assert plot_tsne.main(["--source-only", model, "--dann", model, "--count", "15", "--threads", "1",
+    assert plot_tsne.main(["--source_only", model, "--dann", model, "--count", "15", "--threads", "1",
                            "--out", str(out),
                            "--mnist", str(tmp_path / "mnist.npz"), "--mnistm", str(tmp_path / "mnist_m.npz")]) == 0
     assert out.stat().st_size > 1000
-    assert plot_tsne.main(["--source-only", str(tmp_path / "missing"), "--dann", model,
+    assert plot_tsne.main(["--source_only", str(tmp_path / "missing"), "--dann", model,
                            "--out", str(tmp_path / "other.png")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "other.png").exists()

@@ -166,7 +166,7 @@ def test_scores_only_scores_the_classifier_without_a_reverse_run(tiny_run, tmp_p
 @pytest.mark.parametrize("problem, message", [
     ("no classifier", "holds no classifier.keras"),
     ("broken config", "Cannot read the run's config"),
-    ("unknown flag", "unrecognized arguments: --epoch"),
+    ("unknown flag", "Unknown config key: 'epoch'"),
     ("no model", "the following arguments are required: --model"),
     ("bad budget", "--epochs must be > 0"),
     ("target_only", "target_only"),

@@ -18,7 +18,8 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # signal sent once that line is read reaches the script while it loads its data.
 RUN_WAITING_IN = """
 import importlib, runpy, sys, time
-import utils.runtime.startup
+from utils.runtime import startup
+startup.set_up()
 script, module_name, function_name = sys.argv[1:4]
 sys.argv = [script, *sys.argv[4:]]
 

@@ -194,7 +194,7 @@ def test_bsds_download_reuses_the_pinned_file_and_replaces_another(tmp_path, fak
 def test_script_names_the_file_its_locations_and_the_fix_when_every_download_fails(
         tmp_path, fake_internet, fake_mnist_path, capsys):
     out, download_dir = tmp_path / "out" / "mnist_m.npz", tmp_path / "downloads"
-    assert create_mnistm.main(["--mnist", fake_mnist_path, "--out", str(out), "--download-dir", str(download_dir)]) == 2
+    assert create_mnistm.main(["--mnist", fake_mnist_path, "--out", str(out), "--download_dir", str(download_dir)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Cannot download BSR_bsds500.tgz")
     assert all(url in lines[0] for url in BSDS_URLS) and fake_internet.asked == list(BSDS_URLS)

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 import train
-from config import parse_overrides, preset_config
+from config import preset_config
+from utils.cli import parse_overrides
 from conftest import make_trainer, stop_at, tiny_config, write_fake_mnist, write_fake_mnistm
 from utils.training.summaries import read_scalars
 from utils.scripts import STOP_SIGNALS

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from utils.runtime import startup
 from utils.runtime.startup import startup_noise_filtered
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,10 +38,44 @@ def test_only_the_startup_lines_are_dropped_while_tensorflow_loads(capfd):
     assert capfd.readouterr().err.encode() == b"".join(KEPT_LINES)
 
 
+def test_a_real_warning_of_tensorflow_still_shows():
+    # As a script does it: set_up() in a fresh process, then a warning that TensorFlow's C++ logs.
+    program = ("from utils.runtime import startup; startup.set_up(); import tensorflow as tf; "
+               "tf.io.decode_image(b'not an image')")
+    completed = subprocess.run([sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert completed.returncode == 1
+    assert "InvalidArgumentError" in completed.stderr
+    assert "absl::InitializeLog" not in completed.stderr and "cuda drivers" not in completed.stderr
+
+
+def test_set_up_loads_tensorflow_once_with_the_defaults(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    startup.set_up()  # TensorFlow is loaded in the test process already: only the defaults are set.
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] in ("0", "1")
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "reverse_validation.py", "create_mnistm.py",
+                                    "plot_curves.py", "plot_tsne.py", "run_results.py"])
+def test_a_script_parses_its_command_line_before_tensorflow_loads(script):
+    # A typo fails in a fraction of a second, and only set_up() loads TensorFlow.
+    program = (f"import runpy, sys; sys.argv = [{script!r}, '--help']\n"
+               f"try:\n    runpy.run_path({script!r}, run_name='__main__')\n"
+               "except SystemExit:\n    pass\n"
+               "print('tensorflow' in sys.modules)")
+    completed = subprocess.run([sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True,
+                               text=True, timeout=120, check=False)
+    assert completed.stdout.splitlines()[-1] == "False", completed.stderr
+
+
 @pytest.mark.parametrize("script, arguments, expected_error", [
     ("evaluate.py", ["--help"], None),
     ("plot_curves.py", ["--help"], None),
     ("train.py", ["--epoch", "3"], "error: Unknown config key: 'epoch'"),
+    # Past the command line: TensorFlow loads, and then the error.
+    ("plot_curves.py", ["missing-run"], "error: Run folder 'missing-run' does not exist."),
+    ("evaluate.py", ["--model", "missing.keras", "--out", "out/evaluation.json"], "error: "),
 ])
 def test_scripts_print_no_tensorflow_startup_lines(script, arguments, expected_error):
     completed = subprocess.run([sys.executable, script, *arguments], cwd=REPOSITORY,

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 import train
-from config import Config, parse_overrides
+from config import Config
+from utils.cli import parse_overrides
 from conftest import (REQUIRED_TAGS, make_trainer, paper_schedules, stop_at, tiny_config,
                       tiny_training_arrays, trained_weights as weights, write_fake_mnist, write_fake_mnistm)
 from model import Networks, cross_entropies

@@ -3,7 +3,7 @@
     python tools/digits_folders.py DIR
 
 A small second pair for train.py's image folders: these 1,797 digits as the
-source, MNIST as the target (create_mnistm.py --export-folders writes it):
+source, MNIST as the target (create_mnistm.py --export_folders writes it):
 
     python train.py --source_dir DIR --target_dir MNIST/train --target_test_dir MNIST/test \
         --binarize_source false --epochs 100

@@ -38,7 +38,9 @@ def parse_arguments(arguments):
 def checkpoint_digest(checkpoint_dir):
     """sha256 over the sorted digests of every value in the folder's latest checkpoint."""
     sys.path.insert(0, REPOSITORY)
-    import utils.runtime.startup  # noqa: F401  (TensorFlow without its start-up lines)
+    from utils.runtime import startup
+
+    startup.set_up()
     import tensorflow as tf
 
     reader = tf.train.load_checkpoint(checkpoint_dir)

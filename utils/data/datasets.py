@@ -205,8 +205,10 @@ def _decode(name, data, source):
 
 def _download_mnist():
     # Keras is imported here because loading TensorFlow takes seconds and
-    # only a download needs it; utils.runtime.startup first, as in the scripts.
-    import utils.runtime.startup  # noqa: F401
+    # only a download needs it; set up first, as in the scripts.
+    from utils.runtime import startup
+
+    startup.set_up()
     import keras
 
     try:
@@ -224,7 +226,9 @@ def _download_bsds(download_dir):
     downloads it again otherwise). A location fails when it cannot be reached
     or serves a file with another sha256; then the next one is tried.
     """
-    import utils.runtime.startup  # noqa: F401
+    from utils.runtime import startup
+
+    startup.set_up()
     import keras
 
     folder = os.path.abspath(download_dir)

@@ -20,7 +20,7 @@ IMAGE_FOLDER = "mnist_m_test"
 LABELS_FILE = "mnist_m_test_labels.txt"
 ORIGINAL_SIZE = 32
 CROP_SIZE = 28
-OFFICIAL_FIX = (f"Point --mnistm-official at the folder holding {IMAGE_FOLDER}/ and {LABELS_FILE} "
+OFFICIAL_FIX = (f"Point --mnistm_official at the folder holding {IMAGE_FOLDER}/ and {LABELS_FILE} "
                 "from Ganin's mnist_m.tar.gz, extracted as published.")
 
 
