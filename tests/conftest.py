@@ -18,7 +18,7 @@ from utils.data.official_mnistm import IMAGE_FOLDER, LABELS_FILE
 from utils.runtime import devices
 from utils.training.trainer import Trainer
 
-# The TensorBoard tags that train.py must write (issue #3).
+# The TensorBoard tags that train.py must write.
 REQUIRED_TAGS = {
     "schedule/learning_rate", "schedule/lambda", "train/label_loss", "train/domain_loss",
     "train/total_loss", "train/source_acc", "train/domain_acc", "val/source_acc",

@@ -45,9 +45,9 @@ def tiny_run(tmp_path_factory):
             "official": str(official)}
 
 
-def run_evaluate(tiny_run, out, *arguments, model=None):
+def run_evaluate(tiny_run, out, *arguments, model=None, data=None):
     return evaluate.main(["--model", model or tiny_run["checkpoint"], "--out", str(out),
-                          *tiny_run["data"], *arguments])
+                          *(data or tiny_run["data"]), *arguments])
 
 
 def test_a_checkpoint_folder_reproduces_the_runs_final_evaluation(tiny_run, tmp_path, capsys):
@@ -116,19 +116,20 @@ def test_mnistm_train_adds_the_train_labels_accuracy(tiny_run, tmp_path):
     ("output is a folder", "is a folder"),
 ])
 def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, capsys, problem, message):
-    out, model, extra = tmp_path / "out" / "evaluation.json", tiny_run["checkpoint"], []
+    out, model, extra, data = tmp_path / "out" / "evaluation.json", tiny_run["checkpoint"], [], None
     if problem == "missing model":
         model = str(tmp_path / "nowhere.keras")
     elif problem == "damaged model":
         model = str(tmp_path / "damaged.keras")
         (tmp_path / "damaged.keras").write_bytes(b"not a zip")
     elif problem == "missing MNIST-M":
-        extra = ["--mnistm", str(tmp_path / "missing.npz")]
+        # In place of the run's own MNIST-M: evaluate.py refuses a setting given twice.
+        data = [tiny_run["data"][0], tiny_run["data"][1], "--mnistm", str(tmp_path / "missing.npz")]
     elif problem == "broken official folder":
         extra = ["--mnistm_official", str(tmp_path)]
     else:
         out.mkdir(parents=True)
-    assert run_evaluate(tiny_run, out, *extra, model=model) == 2
+    assert run_evaluate(tiny_run, out, *extra, model=model, data=data) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
     assert re.search(message, error), error

@@ -9,7 +9,6 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-import train
 from config import Config
 from utils.data import training_data
 from utils.training.trainer import Trainer

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train
 from config import preset_config
 from utils.cli import parse_overrides
 from conftest import make_trainer, stop_at, tiny_config, write_fake_mnist, write_fake_mnistm

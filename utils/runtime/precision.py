@@ -17,11 +17,9 @@ import tensorflow as tf
 from config import PRECISIONS
 from utils.runtime.cpu import read_cpuinfo
 
-# auto picks mixed_bfloat16 on hardware with native bfloat16 only once three
-# seeds of the paper preset in bfloat16 have ended within the spread of the
-# float32 seeds. That comparison has not run: the machines this project is
-# measured on have no native bfloat16, where TensorFlow emulates it about 12x
-# slower than float32 (docs/performance.md), so one run would take hours.
+# Whether auto picks mixed_bfloat16 on hardware with native bfloat16. It
+# rests on bfloat16 ending within the spread of float32 over seeds of the
+# presets, final step against final step (docs/performance.md).
 AUTO_PICKS_BFLOAT16 = False
 
 # CPU flags (/proc/cpuinfo) of instructions that compute in bfloat16.
