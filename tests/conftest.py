@@ -4,6 +4,7 @@ import io
 import math
 import os
 import pathlib
+import stat
 import sys
 import tarfile
 
@@ -220,3 +221,11 @@ def paper_schedules(step, total_steps, initial_rate):
     progress = step / total_steps
     return (initial_rate / (1 + 10 * progress) ** 0.75,
             2 / (1 + math.exp(-10 * progress)) - 1)
+
+
+def make_null_device(path):
+    """A character device like /dev/null (1, 3); needs root, or the test is skipped."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a character device needs root (CAP_MKNOD)")

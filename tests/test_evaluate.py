@@ -14,7 +14,7 @@ import evaluate
 import run_results
 import train
 from config import Config
-from conftest import (fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
+from conftest import (make_null_device, fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
                       write_fake_bsds_tgz, write_fake_mnist, write_fake_mnistm, write_official_layout)
 from test_scripts import stop_while_waiting
 from utils.training.trainer import Trainer
@@ -134,13 +134,6 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(tiny_run, tmp_path, c
     assert error.startswith("error: ") and error.count("\n") == 1
     assert re.search(message, error), error
     assert [path for path in tmp_path.glob("out/**/*") if path.is_file()] == []
-
-
-def make_null_device(path):
-    try:
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    except PermissionError:
-        pytest.skip("creating a character device needs root (CAP_MKNOD)")
 
 
 def make_symlink(path):

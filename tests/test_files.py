@@ -8,19 +8,13 @@ import stat
 
 import pytest
 
+from conftest import make_null_device
+
 from utils.files import atomic_path, check_writable, write_text_atomic
 
 
 def make_fifo(path):
     os.mkfifo(path)
-
-
-def make_null_device(path):
-    """A character device like /dev/null (1, 3); needs root, or the test is skipped."""
-    try:
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    except PermissionError:
-        pytest.skip("creating a character device needs root (CAP_MKNOD)")
 
 
 def make_socket(path):

@@ -47,12 +47,19 @@ def stop_signals_raised():
     Without it SIGTERM would end the process at once, skipping every
     clean-up. Call it from the main thread only (Python's signal rule).
     """
-    previous = {number: signal.signal(number, _raise_stopped) for number in STOP_SIGNALS}
+    with handling_stop_signals(_raise_stopped):
+        yield
+
+
+@contextlib.contextmanager
+def handling_stop_signals(handler):
+    """Inside it, `handler` receives SIGINT and SIGTERM; the previous handlers come back after."""
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
 
 
 def run_main(main, *arguments, **keywords):

@@ -6,7 +6,7 @@ import signal
 import tensorflow as tf
 
 from utils.runtime import distribution
-from utils.scripts import STOP_SIGNALS
+from utils.scripts import STOP_SIGNALS, handling_stop_signals
 
 
 class TrainingStopped(Exception):
@@ -31,12 +31,8 @@ def stop_on_signals(trainer):
             signal.signal(stop_signal, signal.SIG_DFL)
         trainer.stop_requested = signal.Signals(signal_number).name
 
-    previous = {stop_signal: signal.signal(stop_signal, request_stop) for stop_signal in STOP_SIGNALS}
-    try:
+    with handling_stop_signals(request_stop):
         yield
-    finally:
-        for stop_signal, handler in previous.items():
-            signal.signal(stop_signal, handler)
 
 
 def agreed_stop(trainer):
