@@ -14,7 +14,7 @@ import json
 import math
 
 MODES = ("dann", "source_only", "target_only")
-# Keras dtype policies, or auto (utils/precision.py says what each does and what auto picks).
+# Keras dtype policies, or auto (utils/runtime/precision.py says what each does and what auto picks).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # utils/runtime/distribution.py
 # Short flags (utils/cli.py): --mnist PATH is --mnist_path PATH.

@@ -9,7 +9,7 @@ under `tf.profiler.experimental`, which writes a trace that TensorBoard's
 Profile tab shows (with the tensorboard-plugin-profile package). The trace's
 op events on TensorFlow's compute threads are then summed per layer, op and
 direction: forward, or backward (ops under the gradient tape). Times are
-per training step and add up the replicas (utils/distribution.py), whose
+per training step and add up the replicas (utils/runtime/distribution.py), whose
 ops run side by side; a convolution's GFLOP/s is its work over the time it
 ran, so on one core it can be set against one core's peak. The last line of
 output is one JSON object.

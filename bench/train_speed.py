@@ -24,7 +24,7 @@ Where the CPU has no native bfloat16 (AVX512_BF16 or AMX), both frameworks
 emulate it, and the bfloat16 rates show what that costs.
 
 The project's step runs with the project's own devices and thread settings
-(utils/devices.py: batch_shards slices side by side on one device);
+(utils/runtime/devices.py: batch_shards slices side by side on one device);
 --batch_shards, --strategy, --cpu_devices and the thread counts change them.
 
 Work per step is counted from the layer shapes: forward multiply-adds per
@@ -235,10 +235,10 @@ def parse_arguments(arguments):
                         help="Logical CPU devices, as config cpu_devices (default: config.py's).")
     parser.add_argument("--intra_op_threads", type=int, default=0,
                         help="With either thread count set, both replace the project's settings "
-                             "(utils/devices.py); 0 there: TensorFlow's default.")
+                             "(utils/runtime/devices.py); 0 there: TensorFlow's default.")
     parser.add_argument("--inter_op_threads", type=int, default=0,
                         help="With either thread count set, both replace the project's settings "
-                             "(utils/devices.py); 0 there: TensorFlow's default.")
+                             "(utils/runtime/devices.py); 0 there: TensorFlow's default.")
     parser.add_argument("--measure", choices=("all", "baseline"), default="all",
                         help=argparse.SUPPRESS)  # 'baseline': the eager loop alone, for a subprocess.
     parser.add_argument("--skip_baseline", action="store_true", help="Time only the project's step.")

@@ -1,4 +1,4 @@
-"""evaluate.py and utils/evaluation.py on a tiny run trained here; run_results.py on tiny settings."""
+"""evaluate.py and utils/evaluation/ on a tiny run trained here; run_results.py on tiny settings."""
 
 import json
 import os

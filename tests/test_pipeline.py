@@ -1,4 +1,4 @@
-"""utils/pipeline.py: per-batch conversion and the step-addressable training stream."""
+"""utils/data/pipeline.py: per-batch conversion and the step-addressable training stream."""
 
 import itertools
 

@@ -7,7 +7,7 @@ the gray channel, and are optionally binarized (x > 0 -> 255) to match the
 digit strokes inside MNIST-M, which are binarized by construction.
 Training can also draw each source digit in two random colors
 (random_colors), an augmentation the `long` preset uses. Images from
-folders (utils/image_folders.py) come already as (N, H, W, channels).
+folders (utils/data/image_files.py) come already as (N, H, W, channels).
 """
 
 import copy

@@ -1,6 +1,6 @@
 """A trained classifier on image folders: accuracy on a labelled folder, predictions for any folder.
 
-Images are decoded and resized as in training (utils/image_folders.py), to
+Images are decoded and resized as in training (utils/data/image_files.py), to
 the export's own input size, and fed as raw pixels: the export normalizes
 them itself. Both read the folder batch by batch, so a folder of any size
 fits in memory (a size too large for even one batch of images is refused
