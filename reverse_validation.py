@@ -45,8 +45,8 @@ from utils.files import check_writable, write_text_atomic
 from utils.runtime import startup
 
 # The default budget of the reverse run, in passes over its source (the
-# forward target's 60,000 MNIST-M train images): about 2 minutes on 2 CPU
-# cores. docs/reverse_validation.md compares it with a longer budget.
+# forward target's 60,000 MNIST-M train images). docs/reverse_validation.md
+# compares it with a longer budget; docs/measurements.md times it.
 REVERSE_EPOCHS = 3.0
 
 
