@@ -1,4 +1,5 @@
-"""Image folders as DANN domains: decoded with TensorFlow, resized, held in memory or streamed.
+"""Image files as a run reads them: decoded with TensorFlow and resized, every file checked, and
+the memory a folder run needs checked before any of it is decoded.
 
 Each file is read with tf.io.decode_image (PNG, JPEG, BMP, GIF's first
 frame), as RGB, then resized to the configured side with bilinear
@@ -6,9 +7,9 @@ interpolation (image_dataset_from_directory's default) and, for
 image_channels 1, turned gray. Images already at the configured size keep
 their exact pixels, so MNIST written as PNGs trains on the npz's own pixels.
 
-Memory: when the run's images take at most config.in_memory_mb megabytes
-as uint8, they are decoded once and held in memory (pipeline.Domain), as
-the MNIST arrays are. Above it, each batch is decoded from disk when the
+Memory (utils/data/training_data.folder_data): when the run's images take at
+most config.in_memory_mb megabytes as uint8, they are decoded once and held
+in memory (pipeline.Domain), as the MNIST arrays are. Above it, each batch is decoded from disk when the
 training stream draws it (pipeline.FileDomain), in parallel, with no full
 copy in memory. Either way one first pass decodes every file: it finds any
 that cannot be decoded, and names it, before training starts, and it sums
