@@ -9,24 +9,24 @@ the run's first logged event, evaluations included) of the first evaluation
 accuracy. A reading, not a choice: nothing is selected by these numbers.
 """
 
-import argparse
 import os
 import sys
 
+# A script in bench/ imports the project from the folder above.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Before anything imports TensorFlow: its settings, and a start without its start-up lines.
+from utils import cli  # noqa: E402
+from utils import scripts  # noqa: E402
 from utils.runtime import startup  # noqa: E402
-
-startup.set_up()
-
-from utils.training import summaries  # noqa: E402
 
 TAG = "val/target_acc"
 PAPER_AND_REFERENCE = (0.7666, 0.80, 0.85)  # The paper's DANN; two steps towards the post's 0.871.
 
 
 def table(log_dirs, thresholds):
+    """The markdown table of the module docstring; a ValueError names a folder without the tag's events."""
+    from utils.training import summaries
+
     header = ["run", "final step", f"final {TAG}"] + [f"first >= {value}" for value in thresholds]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for log_dir in log_dirs:
@@ -43,18 +43,27 @@ def table(log_dirs, thresholds):
     return "\n".join(lines)
 
 
+def parse_arguments(arguments):
+    parser = cli.Parser(__doc__)
+    parser.add_argument("log_dirs", nargs="+", metavar="LOG_DIR", help="run folders under logs/")
+    parser.add_argument("--thresholds", nargs="+", type=float, default=list(PAPER_AND_REFERENCE),
+                        metavar="ACCURACY",
+                        help=f"MNIST-M test accuracies (default: {' '.join(map(str, PAPER_AND_REFERENCE))}).")
+    options, _ = parser.parse(arguments)
+    return options
+
+
+@cli.reports_usage_errors
 def main(arguments):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("log_dirs", nargs="+", help="run folders under logs/")
-    parser.add_argument("--thresholds", nargs="+", type=float, default=list(PAPER_AND_REFERENCE))
-    options = parser.parse_args(arguments)
+    options = parse_arguments(arguments)
+    startup.set_up()
     try:
         print(table(options.log_dirs, options.thresholds))
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(scripts.run_main(main, sys.argv[1:]))

@@ -20,7 +20,6 @@ Scores, each oriented so that higher should be better:
 This is a measurement of the judges; the target labels choose nothing here.
 """
 
-import argparse
 import json
 import os
 import shlex
@@ -28,16 +27,14 @@ import sys
 
 from scipy import stats
 
+# A script in bench/ imports the project from the folder above.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# Before anything imports TensorFlow: its settings, and a start without its start-up lines.
-from utils.runtime import startup  # noqa: E402
-
-startup.set_up()
-
 from config import Config, preset_config  # noqa: E402
-from utils.evaluation.trained_run import read_config  # noqa: E402
+from utils import cli  # noqa: E402
+from utils import scripts  # noqa: E402
 from utils.files import write_text_atomic  # noqa: E402
+from utils.runtime import startup  # noqa: E402
 
 SCORES = {
     "reverse_validation_accuracy": "reverse validation",
@@ -76,6 +73,9 @@ def final_of(judged):
 
 
 def read_row(path):
+    """A run's row: its scores from reverse_validation.py's JSON at `path`, its test accuracy and its command."""
+    from utils.evaluation.trained_run import read_config
+
     with open(path, encoding="utf-8") as stream:
         judged = json.load(stream)
     config = read_config(judged["config"]) if judged.get("config") else Config()
@@ -117,21 +117,28 @@ def report(rows):
     return "\n".join(lines) + "\n"
 
 
-def main(arguments=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_arguments(arguments):
+    parser = cli.Parser(__doc__)
     parser.add_argument("judged", nargs="+", metavar="JSON", help="reverse_validation.py's JSON files.")
     parser.add_argument("--out", default="", metavar="PATH", help="Also write the tables to this file.")
-    parsed = parser.parse_args(arguments)
+    options, _ = parser.parse(arguments)
+    return options
+
+
+@cli.reports_usage_errors
+def main(arguments=None):
+    options = parse_arguments(sys.argv[1:] if arguments is None else arguments)
+    startup.set_up()
     try:
-        text = report([read_row(path) for path in parsed.judged])
-        if parsed.out:
-            write_text_atomic(parsed.out, text)
+        text = report([read_row(path) for path in options.judged])
+        if options.out:
+            write_text_atomic(options.out, text)
     except (OSError, ValueError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     print(text, end="")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scripts.run_main(main))

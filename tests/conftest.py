@@ -5,6 +5,7 @@ import math
 import os
 import pathlib
 import stat
+import subprocess
 import sys
 import tarfile
 
@@ -25,6 +26,27 @@ REQUIRED_TAGS = {
     "train/total_loss", "train/source_acc", "train/domain_acc", "val/source_acc",
     "val/target_acc", "val/target_loss", "val/domain_acc",
 }
+
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# `python SCRIPT --help` as __main__ in a fresh process; prints its exit code and whether TensorFlow loaded.
+HELP_PROGRAM = """import runpy, sys
+sys.argv = [{script!r}, '--help']
+try:
+    runpy.run_path({script!r}, run_name='__main__')
+except SystemExit as ended:
+    print(ended.code)
+print('tensorflow' in sys.modules)
+"""
+
+
+def help_without_tensorflow(script):
+    """(the exit code of `python script --help`, whether it imported TensorFlow, its stderr); script is
+    relative to the repository."""
+    completed = subprocess.run([sys.executable, "-c", HELP_PROGRAM.format(script=script)], cwd=REPOSITORY,
+                               capture_output=True, text=True, timeout=120, check=False)
+    *_, code, loaded = ["", ""] + completed.stdout.splitlines()
+    return code, loaded == "True", completed.stderr
 
 
 def fake_mnist_arrays(train_count=12, test_count=6, seed=0):

@@ -1,4 +1,4 @@
-"""The two benchmark scripts run end to end on tiny files and print the promised JSON."""
+"""The benchmark scripts run end to end on tiny files and print the promised JSON; each --help is instant."""
 
 import json
 import math
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import fake_mnist_arrays, write_fake_mnist, write_fake_mnistm
+from conftest import fake_mnist_arrays, help_without_tensorflow, write_fake_mnist, write_fake_mnistm
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -111,3 +111,10 @@ def test_first_reached_reads_the_first_evaluation_at_each_threshold(tmp_path):
     assert cells[5] == "not reached"
     with pytest.raises(ValueError, match="holds no 'val/target_acc'"):
         first_reached.table([str(tmp_path / "empty")], [0.8])
+
+
+@pytest.mark.parametrize("script", ["train_speed.py", "profile_step.py", "time_to_accuracy.py", "first_reached.py",
+                                    "judges.py"])
+def test_a_bench_script_prints_its_help_without_loading_tensorflow(script):
+    code, tensorflow_loaded, stderr = help_without_tensorflow(os.path.join("bench", script))
+    assert code == "0" and not tensorflow_loaded, stderr

@@ -70,7 +70,8 @@ def test_the_model_imports_nothing_else_of_the_project():
 
 def test_no_script_is_imported_by_the_library_or_by_another_script():
     # The bench's own library: what its scripts share. The rest of bench/ are scripts.
-    bench_library = {"bench.machine", "bench.batches", "bench.torch_baseline"}
+    bench_library = {"bench.machine", "bench.batches", "bench.torch_baseline", "bench.speed", "bench.op_times",
+                     "bench.timed_training"}
     for name, imports in project_imports().items():
         scripts = {other for other in imports if not is_library(other) and other not in bench_library}
         assert not scripts, f"{name} imports the script(s) {sorted(scripts)}"

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from conftest import help_without_tensorflow
 from utils.runtime import startup
 from utils.runtime.startup import startup_noise_filtered
 
@@ -60,13 +61,8 @@ def test_set_up_loads_tensorflow_once_with_the_defaults(monkeypatch):
                                     "plot_curves.py", "plot_tsne.py", "run_results.py"])
 def test_a_script_parses_its_command_line_before_tensorflow_loads(script):
     # A typo fails in a fraction of a second, and only set_up() loads TensorFlow.
-    program = (f"import runpy, sys; sys.argv = [{script!r}, '--help']\n"
-               f"try:\n    runpy.run_path({script!r}, run_name='__main__')\n"
-               "except SystemExit:\n    pass\n"
-               "print('tensorflow' in sys.modules)")
-    completed = subprocess.run([sys.executable, "-c", program], cwd=REPOSITORY, capture_output=True,
-                               text=True, timeout=120, check=False)
-    assert completed.stdout.splitlines()[-1] == "False", completed.stderr
+    _, tensorflow_loaded, stderr = help_without_tensorflow(script)
+    assert not tensorflow_loaded, stderr
 
 
 @pytest.mark.parametrize("script, arguments, expected_error", [
