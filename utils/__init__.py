@@ -1,1 +1,2 @@
-"""Library code: data, schedules, logging and plotting. Never reads the command line."""
+"""The library beside model/: data, training, evaluation, label-free selection, runtime, and the
+command line's parsing. It never reads sys.argv and never imports a script."""

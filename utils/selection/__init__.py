@@ -1,1 +1,1 @@
-
+"""Choosing settings without target labels: reverse validation and label-free scores."""
