@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.networks import build_feature_extractor
+from utils.data import pixel_mean
 from utils.errors import DataError
 
 DECODE_BATCH = 256
@@ -149,16 +150,17 @@ def training_batch_bytes(config):
                                 + side * side * config.conv1_filters * activation_bytes)
 
 
-def read_all(images, image_shape, keep, batch_sums=None):
-    """Decodes every file of an ImageList, checking that each decodes: the uint8 array, or None
-    when not kept; batch_sums(batch) is called on each decoded batch, for the pixel mean."""
+def read_all(images, image_shape, keep, binarize=False):
+    """Decodes every file of an ImageList, checking that each decodes: (the uint8 array, or None
+    when not kept; the per-channel sums and pixel count as training feeds them, pixel_mean.fed_sums)."""
     array = np.empty((len(images), *image_shape), np.uint8) if keep else None
     decoded = np.zeros(len(images), bool)
+    sums, count = np.zeros(image_shape[-1]), 0
     for indices, batch in decoded_batches(images.paths, image_shape):
         decoded[indices] = True
-        if batch_sums:
-            batch_sums(batch)
+        batch_sums, batch_count = pixel_mean.fed_sums(batch, image_shape[-1], binarize)
+        sums, count = sums + batch_sums, count + batch_count
         if keep:
             array[indices] = batch
     check_all_decoded(images.paths, decoded)
-    return array
+    return array, (sums, count)

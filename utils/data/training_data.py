@@ -45,13 +45,11 @@ def mnist_training_digits(config, count):
     return kept, held_out
 
 
-def mnist_pixel_mean(config, mnist_images, mnistm_images):
-    """The pixel mean an MNIST -> MNIST-M run normalizes with: the MNIST train digits it trains on,
-    as the config feeds them, and the MNIST-M train images."""
-    if config.source_validation_fraction:
-        mnist_images = mnist_images[mnist_training_digits(config, len(mnist_images))[0]]
+def mnist_pixel_mean(config, training_digits, mnistm_images):
+    """The pixel mean an MNIST -> MNIST-M run normalizes with: the MNIST train digits it trains on
+    (without its source validation part), as the config feeds them, and the MNIST-M train images."""
     return pixel_mean.fed_pixel_mean(
-        pixel_mean.fed_sums(mnist_images, 3, config.binarize_source, config.color_source),
+        pixel_mean.fed_sums(training_digits, 3, config.binarize_source, config.color_source),
         pixel_mean.fed_sums(mnistm_images, 3))
 
 
@@ -61,11 +59,11 @@ def mnist_data(config, mnist, mnistm):
     With source_validation_fraction, that part of the MNIST train digits is
     held out of training as the source validation part (reverse validation).
     """
-    mean = mnist_pixel_mean(config, mnist["x_train"], mnistm["x_train"])
     if config.source_validation_fraction:  # Else no copy: the digits are 47 MB.
         training, validation = mnist_training_digits(config, len(mnist["y_train"]))
         mnist = {**mnist, "x_train": mnist["x_train"][training], "y_train": mnist["y_train"][training],
                  "x_validation": mnist["x_train"][validation], "y_validation": mnist["y_train"][validation]}
+    mean = mnist_pixel_mean(config, mnist["x_train"], mnistm["x_train"])
 
     def source(split):
         return pipeline.Domain(mnist[f"x_{split}"], mnist[f"y_{split}"], is_mnist=True,
@@ -88,7 +86,10 @@ def require_mnistm(mnistm_path):
 def mnist_pixel_mean_from_files(config, mnist_path, mnistm_path):
     """mnist_pixel_mean of a run's config from the files; mnist_path "" downloads MNIST."""
     require_mnistm(mnistm_path)
-    return mnist_pixel_mean(config, load_mnist(mnist_path or None)[0], load_mnistm(mnistm_path)["x_train"])
+    digits = load_mnist(mnist_path or None)[0]
+    if config.source_validation_fraction:
+        digits = digits[mnist_training_digits(config, len(digits))[0]]
+    return mnist_pixel_mean(config, digits, load_mnistm(mnistm_path)["x_train"])
 
 
 def load_test_sets(mnist_path, mnistm_path, binarize_source, mnistm_train=False):
@@ -174,13 +175,7 @@ def folder_data(config, log=print):
         binarize = name.startswith("source") and config.binarize_source
         labels_note = f"{len(config.class_names)} classes" if images.labelled else "no labels"
         log(f"  {name}: {len(images)} images ({labels_note})")
-        sums = [np.zeros(config.image_channels), 0]
-
-        def add_sums(batch, binarize=binarize, sums=sums):
-            batch_sums, count = pixel_mean.fed_sums(batch, config.image_channels, binarize)
-            sums[0], sums[1] = sums[0] + batch_sums, sums[1] + count
-
-        array = image_files.read_all(images, config.image_shape, keep=in_memory, batch_sums=add_sums)
+        array, sums = image_files.read_all(images, config.image_shape, keep=in_memory, binarize=binarize)
         domains[name] = (pipeline.Domain(array, images.labels, is_mnist=False, binarize=binarize) if in_memory
                          else pipeline.FileDomain(images.paths, images.labels,
                                                   lambda path: image_files.decode_file(path, config.image_shape),
@@ -188,7 +183,7 @@ def folder_data(config, log=print):
         if name in ("source", "target"):
             colored = name == "source" and config.color_source
             fed.append((np.full(config.image_channels, pixel_mean.COLORED_MEAN * sums[1]), sums[1]) if colored
-                       else tuple(sums))
+                       else sums)
     return pipeline.DomainData(domains["source"], domains["target"], domains["source_test"],
                                domains["target_test"], pixel_mean.fed_pixel_mean(*fed),
                                source_validation=domains.get("source_validation"))
