@@ -97,7 +97,7 @@ def main(arguments, program="train.py"):
         with stop_on_signals(trainer):
             final = trainer.run(resume=resume)
     except (UserError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(cli.one_line(error), file=sys.stderr)
         return 2
     except distribution.PEER_ERRORS as error:
         if config.strategy != "multi_worker":
