@@ -25,6 +25,10 @@ RENAMED_FIELDS = {"colour_source": "color_source"}
 
 # Named sets of overrides on the defaults below: `python train.py --preset NAME`,
 # with any --field value on top. Each records what it is for and where it comes from.
+# Fields that train.py fills in and config.json records, never set on the command line.
+RECORDED_FIELDS = {"class_names": "train.py reads it from the source folder",
+                   "precision_reason": "train.py records why it chose the precision"}
+
 PRESETS = {
     # The paper (Ganin & Lempitsky, 2015; Ganin et al., JMLR 2016, section 5.2):
     # the defaults themselves. Measured accuracy and run time: docs/measurements.md.
@@ -126,9 +130,11 @@ class Config:
     # whole batch); 0: 2 on a CPU with 2+ cores and one replica, else 1 (utils/runtime/devices.py).
     batch_shards: int = 0
     deterministic: bool = False  # TF op determinism: reproducible weights, a little slower.
-    # float32 | mixed_bfloat16 | mixed_float16 (GPUs, with loss scaling) | auto,
-    # which picks float32 today (utils/runtime/precision.py). train.py records its choice.
+    # float32 | mixed_bfloat16 | mixed_float16 (GPUs, with loss scaling) | auto:
+    # mixed_bfloat16 where bfloat16 is native (AVX512_BF16, AMX, GPUs of compute
+    # capability 8.0+), else float32 (utils/runtime/precision.py). train.py records its choice.
     precision: str = "auto"
+    precision_reason: str = ""  # Why the run computes in `precision`, recorded by train.py.
     # tf.distribute: auto (one device: none; several GPUs: mirrored) | mirrored
     # | multi_worker (machines from TF_CONFIG). README, "More devices and machines".
     strategy: str = "auto"

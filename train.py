@@ -49,7 +49,7 @@ def resolve_config(config):
     policy, reason = precision.resolve(config.precision)
     precision.check_fits_hardware(policy)
     print(f"precision: {policy} ({reason})")
-    return dataclasses.replace(config, precision=policy)
+    return dataclasses.replace(config, precision=policy, precision_reason=reason)
 
 
 def restart_command(config, arguments, program):

@@ -4,11 +4,17 @@ The peak is an assumption, stated beside every number computed from it:
 
     peak flop/s = physical cores x clock x FMA pipes x fp32 lanes x 2
 
-The clock is /proc/cpuinfo's "cpu MHz" (on a VM, the nominal clock; boost
-clocks are not counted). The lane count follows the widest vector extension
-listed in the flags (AVX-512: 16, AVX2: 8, otherwise 4), and every core is
-assumed to have two FMA pipes (true of Zen 3 and of recent Intel server
-cores). A multiply-add counts as 2 flops.
+The clock is /proc/cpuinfo's "cpu MHz": on a VM, the nominal clock, and on
+a host, a sample of a clock that moves with load; boost clocks are not
+counted, so a core that boosts can exceed the peak. The lane count is what
+the FMA units compute per cycle with the widest vector extension listed in the
+flags: AVX-512 16 fp32 lanes, except on AMD Zen 4 (family 25 with AVX-512),
+which runs each 512-bit instruction as two 256-bit halves (8 lanes); AVX2 8;
+otherwise 4. Zen 5 (family 26) counts as 16: its server and desktop parts
+have 512-bit units, its laptop parts 256-bit ones, which this cannot tell
+apart. Every core is assumed to have two FMA pipes (Zen 3, 4 and 5, and Intel
+server cores from Skylake-SP on, whose low-end Xeons with one AVX-512 FMA
+unit are counted at twice their peak). A multiply-add counts as 2 flops.
 """
 
 import math
@@ -22,12 +28,16 @@ import keras
 from utils.runtime.cpu import read_cpuinfo
 
 FMA_PIPES_PER_CORE = 2
+# AMD's "cpu family" of Zen 3 and Zen 4; only Zen 4 lists AVX-512.
+ZEN4_FAMILY = 25
 
 
 def fp32_peak(cpu):
     """(peak flop/s or None, a sentence stating how it was computed)."""
     flags = cpu["flags"]
-    if "avx512f" in flags:
+    if "avx512f" in flags and cpu.get("vendor") == "AuthenticAMD" and cpu.get("family") == ZEN4_FAMILY:
+        lanes, extension = 8, "AVX-512 on 256-bit units, AMD Zen 4"
+    elif "avx512f" in flags:
         lanes, extension = 16, "AVX-512"
     elif "avx2" in flags:
         lanes, extension = 8, "AVX2"

@@ -263,7 +263,7 @@ def work(project, macs, batch_size):
     cpu = machine.read_cpuinfo()
     peak, peak_assumption = machine.fp32_peak(cpu)
     return {
-        "native_bfloat16": precision.native_bfloat16(cpu["flags"], tf.config.list_physical_devices("GPU")),
+        "native_bfloat16": precision.native_bfloat16(cpu["flags"], precision.gpu_capabilities()),
         "peak_fraction": peak and achieved / peak,
         "achieved_gflop_per_s": achieved / 1e9,
         "peak_gflop_per_s": peak and peak / 1e9,

@@ -17,7 +17,7 @@ from config import Config
 from utils.data import training_data
 from utils.data.datasets import BSDS_TRAIN_FOLDER
 from utils.data.official_mnistm import IMAGE_FOLDER, LABELS_FILE
-from utils.runtime import devices
+from utils.runtime import devices, precision
 from utils.training.trainer import Trainer
 
 # The TensorBoard tags that train.py must write.
@@ -162,6 +162,14 @@ def pytest_unconfigure(config):
     os._exit(SESSION_EXIT_STATUS[0])
 
 
+@pytest.fixture(autouse=True)
+def auto_precision_as_without_native_bfloat16(monkeypatch):
+    """In this process, `precision auto` resolves as on a CPU without native bfloat16 (float32),
+    so that the suite computes alike on every CPU kind. Tests of auto pass their own flags."""
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: {"flags": set()})
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])
+
+
 @pytest.fixture
 def fake_mnist_path(tmp_path):
     path = str(tmp_path / "mnist.npz")
@@ -205,9 +213,10 @@ def tiny_training_arrays(seed=0):
 
 
 def tiny_config(tmp_path, **overrides):
-    """2 epochs = 12 steps of 16 + 16 images, deterministic, with logs and checkpoints under tmp_path."""
+    """2 epochs = 12 steps of 16 + 16 images, deterministic, in float32 (as on every CPU kind), with
+    logs and checkpoints under tmp_path."""
     settings = dict(epochs=2.0, batch_size=32, log_every=2, eval_every=4, checkpoint_every=6,
-                    steps_per_call=3, deterministic=True, log_dir=str(tmp_path / "logs"),
+                    steps_per_call=3, deterministic=True, precision="float32", log_dir=str(tmp_path / "logs"),
                     checkpoint_dir=str(tmp_path / "checkpoints"))
     return Config(**{**settings, **overrides})
 

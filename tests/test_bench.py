@@ -113,6 +113,23 @@ def test_first_reached_reads_the_first_evaluation_at_each_threshold(tmp_path):
         first_reached.table([str(tmp_path / "empty")], [0.8])
 
 
+@pytest.mark.parametrize("vendor, family, flags, flops_per_cycle", [
+    ("AuthenticAMD", 25, {"avx2", "fma"}, 32),                      # Zen 3: 2 x 256-bit FMA
+    ("AuthenticAMD", 25, {"avx2", "avx512f", "avx512_bf16"}, 32),   # Zen 4: AVX-512 in 256-bit halves
+    ("AuthenticAMD", 26, {"avx2", "avx512f", "avx512_bf16"}, 64),   # Zen 5 server: 2 x 512-bit FMA
+    ("GenuineIntel", 6, {"avx2", "avx512f", "amx_bf16"}, 64),       # Sapphire Rapids: 2 x 512-bit FMA
+    ("GenuineIntel", 6, {"sse4_2"}, 16),
+])
+def test_the_fp32_peak_counts_what_each_cpu_kind_computes_a_cycle(vendor, family, flags, flops_per_cycle):
+    sys.path.insert(0, os.path.join(REPOSITORY, "bench"))
+    import machine
+
+    cpu = {"vendor": vendor, "family": family, "flags": flags, "mhz": 2000.0, "physical_cores": 2}
+    peak, assumption = machine.fp32_peak(cpu)
+    assert peak == 2 * 2000e6 * flops_per_cycle and f"{flops_per_cycle} flops/cycle/core" in assumption
+    assert machine.fp32_peak({**cpu, "mhz": None}) == (None, "no clock in /proc/cpuinfo: peak unknown")
+
+
 @pytest.mark.parametrize("script", ["train_speed.py", "profile_step.py", "time_to_accuracy.py", "first_reached.py",
                                     "judges.py"])
 def test_a_bench_script_prints_its_help_without_loading_tensorflow(script):

@@ -156,10 +156,11 @@ def test_help_lists_every_setting_and_exits_0(capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("Train DANN")
     listed = set(re.findall(r"^  --(\w+) ", printed, flags=re.MULTILINE))
-    # Every listed flag is accepted; class_names, read from the source folder, is neither.
+    # Every listed flag is accepted; the fields train.py fills in (the class names, read from the
+    # source folder, and why the precision was chosen) are neither.
     for field in dataclasses.fields(Config):
-        assert (f"--{field.name} " in printed) == (field.name != "class_names")
-    assert listed == ({field.name for field in dataclasses.fields(Config)} - {"class_names"}
+        assert (f"--{field.name} " in printed) == (field.name not in ("class_names", "precision_reason"))
+    assert listed == ({field.name for field in dataclasses.fields(Config)} - {"class_names", "precision_reason"}
                       | set(FLAG_ALIASES) | {"resume"})
     assert "--mnist is short for --mnist_path" in printed
 

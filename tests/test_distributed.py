@@ -96,7 +96,8 @@ def start_workers(arguments, ports, resume=False, indices=(0, 1)):
         cluster = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
                    "task": {"type": "worker", "index": index}}
         processes.append(subprocess.Popen(
-            [sys.executable, "train.py", "--strategy", "multi_worker", *arguments, *(["--resume"] * resume)],
+            [sys.executable, "train.py", "--strategy", "multi_worker", "--precision", "float32", *arguments,
+             *(["--resume"] * resume)],
             cwd=REPOSITORY, env={**os.environ, "TF_CONFIG": json.dumps(cluster)},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return processes

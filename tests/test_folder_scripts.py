@@ -21,7 +21,7 @@ from utils.data import image_files
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = ["--epochs", "2", "--batch_size", "8", "--log_every", "2", "--eval_every", "2",
-            "--checkpoint_every", "4", "--steps_per_call", "2", "--deterministic", "true"]
+            "--checkpoint_every", "4", "--steps_per_call", "2", "--deterministic", "true", "--precision", "float32"]
 
 
 def train_arguments(tmp_path, *extra):
@@ -185,7 +185,7 @@ def one_epoch_of_train_py(tmp_path, image_size=32):
     write_class_folder(tmp_path / "target", per_class=2, classes=("",), size=(32, 32))
     return ["train.py", "--source_dir", str(tmp_path / "source"), "--target_dir", str(tmp_path / "target"),
             "--image_size", str(image_size), "--binarize_source", "false", "--epochs", "1", "--batch_size", "16",
-            "--run_name", "tiny", "--log_dir", str(tmp_path / "logs"),
+            "--run_name", "tiny", "--precision", "float32", "--log_dir", str(tmp_path / "logs"),
             "--checkpoint_dir", str(tmp_path / "checkpoints")]
 
 

@@ -12,20 +12,25 @@ from utils.runtime import precision
 
 
 def test_auto_picks_float32_without_native_bfloat16():
-    policy, reason = precision.resolve("auto", flags={"avx2", "fma"}, gpus=[])
+    policy, reason = precision.resolve("auto", flags={"avx2", "fma"}, capabilities=[])
     assert policy == "float32" and "no native bfloat16" in reason
+    # A CPU with native bfloat16 trains in float32 when GPUs without it do the work.
+    assert precision.resolve("auto", flags={"avx512_bf16"}, capabilities=[(7, 5)])[0] == "float32"
+    assert precision.resolve("auto", flags={"avx2"}, capabilities=[(8, 0), (7, 0)])[0] == "float32"
+    assert precision.resolve("auto", flags={"avx2"}, capabilities=[None])[0] == "float32"
 
 
-def test_auto_stays_float32_with_native_bfloat16_until_its_accuracy_is_shown(monkeypatch):
-    policy, reason = precision.resolve("auto", flags={"avx512f", "avx512_bf16"}, gpus=[])
-    assert policy == "float32" and "avx512_bf16" in reason and "not yet measured" in reason
-    monkeypatch.setattr(precision, "AUTO_PICKS_BFLOAT16", True)
-    assert precision.resolve("auto", flags={"amx_bf16"}, gpus=[])[0] == "mixed_bfloat16"
-    assert precision.resolve("auto", flags={"avx2"}, gpus=[])[0] == "float32"
+def test_auto_picks_mixed_bfloat16_where_bfloat16_is_native_and_says_why():
+    policy, reason = precision.resolve("auto", flags={"avx512f", "avx512_bf16"}, capabilities=[])
+    assert policy == "mixed_bfloat16" and "avx512_bf16" in reason and "--precision float32" in reason
+    policy, reason = precision.resolve("auto", flags={"avx512f", "amx_bf16", "amx_tile"}, capabilities=[])
+    assert policy == "mixed_bfloat16" and "amx_bf16" in reason
+    policy, reason = precision.resolve("auto", flags={"avx2"}, capabilities=[(8, 6), (9, 0)])
+    assert policy == "mixed_bfloat16" and "compute capability 8.6" in reason
 
 
 def test_a_precision_set_in_the_config_is_kept_and_an_unknown_one_refused():
-    assert precision.resolve("mixed_float16", flags=set(), gpus=[])[0] == "mixed_float16"
+    assert precision.resolve("mixed_float16", flags=set(), capabilities=[])[0] == "mixed_float16"
     with pytest.raises(ValueError, match="precision must be one of auto, float32, mixed_bfloat16"):
         Config(precision="float16")
 

@@ -19,7 +19,7 @@ def test_ctrl_c_reaches_the_training_run_which_saves_before_it_ends(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "run_results.py", "--modes", "dann", "--seeds", "0", "--out", str(tmp_path / "results.md"),
          "--mnist", mnist, "--mnistm_path", mnistm, "--epochs", "8", "--batch_size", "32", "--log_every", "1",
-         "--eval_every", "2", "--checkpoint_every", "1000", "--steps_per_call", "1",
+         "--eval_every", "2", "--checkpoint_every", "1000", "--steps_per_call", "1", "--precision", "float32",
          "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints")],
         cwd=REPOSITORY, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
     for line in process.stdout:

@@ -67,7 +67,8 @@ def checkpoint_values(checkpoint_dir):
 
 
 def train_process(arguments, **popen_arguments):
-    return subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPOSITORY, text=True,
+    # float32 as on every CPU kind: auto would pick bfloat16 where it is native.
+    return subprocess.Popen([sys.executable, "train.py", "--precision", "float32", *arguments], cwd=REPOSITORY, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen_arguments)
 
 

@@ -320,6 +320,21 @@ def test_a_stop_during_the_last_evaluation_or_the_export_is_honoured(tmp_path, s
     assert json.loads((tmp_path / "logs" / config.name / "final.json").read_text())["steps"] == 12
 
 
+def test_train_py_says_and_records_which_precision_auto_picked_and_why(tmp_path, monkeypatch, capsys):
+    mnist, mnistm = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
+    write_fake_mnistm(mnistm, write_fake_mnist(mnist, train_count=32, test_count=8))
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda: {"flags": {"avx512f", "avx512_bf16"}})
+    assert train.main(["--mnist", mnist, "--mnistm_path", mnistm, "--epochs", "1", "--batch_size", "32",
+                       "--run_name", "auto", "--log_dir", str(tmp_path / "logs"),
+                       "--checkpoint_dir", str(tmp_path / "checkpoints")]) == 0
+    assert "precision: mixed_bfloat16 (auto: native bfloat16 (CPU flags avx512_bf16)" in capsys.readouterr().out
+    for folder in ("logs", "checkpoints"):
+        saved = json.loads((tmp_path / folder / "auto" / "config.json").read_text())
+        assert saved["precision"] == "mixed_bfloat16" and "avx512_bf16" in saved["precision_reason"]
+    with pytest.raises(ValueError, match="--precision_reason is not set on the command line"):
+        train.parse_arguments(["--precision_reason", "because"])
+
+
 def test_mixed_float16_is_refused_on_a_machine_without_a_gpu(capsys):
     with pytest.raises(ValueError, match="mixed_float16 is for GPUs"):
         precision.check_fits_hardware("mixed_float16", gpus=[])

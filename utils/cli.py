@@ -23,12 +23,11 @@ import tokenize
 
 import config
 
-# Every field but class_names, which train.py reads from the source folder.
-SETTINGS = tuple(field.name for field in dataclasses.fields(config.Config) if field.type is not tuple)
+# Every field but those train.py fills in.
+SETTINGS = tuple(field.name for field in dataclasses.fields(config.Config) if field.name not in config.RECORDED_FIELDS)
 # The test data of evaluate.py, plot_tsne.py and reverse_validation.py: this machine's files,
 # not the paths recorded where the run trained.
 TEST_DATA_SETTINGS = ("mnist_path", "mnistm_path")
-NOT_ON_COMMAND_LINE = {field.name for field in dataclasses.fields(config.Config)} - set(SETTINGS)
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")
 
 
@@ -190,9 +189,8 @@ class Parser(argparse.ArgumentParser):
         if not argument.startswith("--"):
             raise UsageError(f"Unexpected argument '{argument}': use --name value.")
         name = argument[2:].partition("=")[0]
-        if name in NOT_ON_COMMAND_LINE:
-            raise UsageError(f"--{name} is not set on the command line: train.py reads it from the "
-                             "source folder.")
+        if name in config.RECORDED_FIELDS:
+            raise UsageError(f"--{name} is not set on the command line: {config.RECORDED_FIELDS[name]}.")
         known = sorted(flag[2:] for flag in self.flag_destinations
                        if flag.startswith("--") and flag[2:] not in self.hidden_flags())
         raise UsageError(f"Unknown config key: '{name}'. Known keys: {', '.join(known)}.")

@@ -5,7 +5,8 @@ import platform
 
 
 def read_cpuinfo(path="/proc/cpuinfo"):
-    """Model name, mean clock in MHz, flags and core counts; empty fields where the file is missing."""
+    """Model name, vendor and family, mean clock in MHz, flags and core counts; empty fields where
+    the file is missing."""
     processors = []
     try:
         with open(path, encoding="utf-8") as stream:
@@ -29,6 +30,8 @@ def read_cpuinfo(path="/proc/cpuinfo"):
     first = processors[0] if processors else {}
     return {
         "model": first.get("model name", platform.processor() or "unknown"),
+        "vendor": first.get("vendor_id", ""),
+        "family": int(first["cpu family"]) if first.get("cpu family", "").isdigit() else None,
         "mhz": sum(clocks) / len(clocks) if clocks else None,
         "flags": set(first.get("flags", "").split()),
         "logical_cpus": logical,

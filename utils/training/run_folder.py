@@ -50,8 +50,10 @@ def check_saved_settings(config, checkpoint_dir, log_dir):
     if not saved:
         raise TrainingError(f"--resume: the checkpoint in '{checkpoint_dir}' has no config.json "
                             "beside it, so its settings cannot be checked. Start a new run instead.")
-    # Compared as JSON, where the class names are a list as in the saved file.
+    # Compared as JSON, where the class names are a list as in the saved file. The reason
+    # for the precision is a record, not a setting: the precision itself is compared.
     current = json.loads(config.to_json())
+    current.pop("precision_reason")
     for path in saved:
         try:
             with open(path, encoding="utf-8") as stream:
