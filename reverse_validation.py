@@ -121,6 +121,7 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
     from utils.data import training_data
     from utils.evaluation import metrics, trained_run
     from utils.selection import reverse_validation as reverse
+    from utils.selection import scoring
     from utils.training.stopping import stop_on_signals
     from utils.training.trainer import Trainer
 
@@ -133,12 +134,12 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
     validation_name = (f"{config.source_validation_fraction:g} of the source train images, held out "
                        f"(held_out_seed {config.held_out_seed})" if data.source_validation is not None
                        else "the source test set (the run held no validation part out)")
-    target_probabilities = reverse.probabilities(run.classifier, data.target)
+    scores, target_probabilities = scoring.label_free_scores(run.classifier, data.source, validation, data.target)
     results = {"model": arguments.model, "config": config_path, "mode": config.mode, "preset": config.preset,
                "source_validation": validation_name, "source_validation_images": len(validation),
                "source_validation_accuracy": metrics.accuracy(
                    metrics.confusion_matrix(run.classifier, validation, validation.labels.numpy())),
-               **reverse.label_free_scores(target_probabilities), "domain_accuracy": None}
+               **scores, "domain_accuracy": None}
     if run.domain_networks is not None:
         results["domain_accuracy"] = metrics.domain_accuracy(run, validation, data.target_test)["overall"]
     print(f"{run.name}: source validation accuracy {results['source_validation_accuracy']:.4f} on "

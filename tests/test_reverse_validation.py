@@ -20,6 +20,7 @@ from test_scripts import stop_while_waiting
 from utils.training.trainer import Trainer
 from utils.runtime import devices
 from utils.selection import reverse_validation as reverse
+from utils.selection import validators
 from utils.data.mnistm import build_mnistm
 from utils.data import splits, training_data
 from utils.evaluation import trained_run
@@ -106,13 +107,13 @@ def test_the_export_sees_the_pixels_training_sees():
 
 
 def test_the_label_free_scores_rank_confident_and_spread_predictions_first():
-    uniform = reverse.label_free_scores(np.full((20, 10), 0.1))
+    uniform = validators.prediction_scores(np.full((20, 10), 0.1))
     assert uniform["negative_entropy"] == pytest.approx(-math.log(10))
     assert uniform["information_maximization"] == pytest.approx(0.0, abs=1e-9)
-    one_class = reverse.label_free_scores(np.eye(10)[np.zeros(20, int)])
+    one_class = validators.prediction_scores(np.eye(10)[np.zeros(20, int)])
     assert one_class["negative_entropy"] == pytest.approx(0.0, abs=1e-9)
     assert one_class["information_maximization"] == pytest.approx(0.0, abs=1e-9)
-    spread = reverse.label_free_scores(np.eye(10)[np.arange(20) % 10])
+    spread = validators.prediction_scores(np.eye(10)[np.arange(20) % 10])
     assert spread["information_maximization"] == pytest.approx(math.log(10))
 
 
@@ -158,7 +159,8 @@ def test_scores_only_scores_the_classifier_without_a_reverse_run(tiny_run, tmp_p
     assert run_reverse_validation(tiny_run, "--scores_only") == 0
     results = json.loads((tmp_path / "results" / "tiny" / "label_free_scores.json").read_text())
     assert {"source_validation_accuracy", "negative_entropy", "information_maximization",
-            "domain_accuracy"} <= set(results)
+            "domain_accuracy", "bnm", "snd", "dev", "dev_discriminator_accuracy", "class_ami"} <= set(results)
+    assert all(isinstance(results[key], float) for key in ("bnm", "snd", "dev", "class_ami"))
     assert "reverse_validation_accuracy" not in results
     assert not (tmp_path / "logs").exists() and not (tmp_path / "checkpoints").exists()
 

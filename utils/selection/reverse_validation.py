@@ -1,5 +1,5 @@
-"""Reverse validation (Ganin et al., JMLR 2016, section 5.1.2, after Zhong et al., 2010) and
-cheaper label-free scores of a trained classifier, none of which reads a target label.
+"""Reverse validation (Ganin et al., JMLR 2016, section 5.1.2, after Zhong et al., 2010) of a
+trained classifier, which reads no target label (cheaper scores: validators.py).
 
 Reverse validation of a classifier eta trained from the source S' to the target T':
 1. eta labels the target training images T' with its argmax ("self-labelling");
@@ -29,22 +29,6 @@ def probabilities(classifier, domain):
 def self_labels(probabilities_of_images):
     """The classifier's own labels: the argmax class of each image."""
     return np.argmax(probabilities_of_images, axis=1).astype(np.int32)
-
-
-def label_free_scores(target_probabilities):
-    """Scores of a classifier's predictions on unlabelled target images; higher is better for both.
-
-    negative_entropy: minus the mean entropy (in nats) of each prediction;
-    confident predictions score high.
-    information_maximization: the entropy of the mean prediction minus the mean
-    entropy: confident predictions that also spread over the classes score
-    high, where a classifier calling every image one class scores low.
-    """
-    clipped = np.clip(target_probabilities, 1e-12, 1.0)
-    mean_entropy = float(np.mean(-np.sum(target_probabilities * np.log(clipped), axis=1)))
-    marginal = np.clip(np.mean(target_probabilities, axis=0), 1e-12, 1.0)
-    marginal_entropy = float(-np.sum(marginal * np.log(marginal)))
-    return {"negative_entropy": -mean_entropy, "information_maximization": marginal_entropy - mean_entropy}
 
 
 def source_validation(data):
