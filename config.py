@@ -78,6 +78,9 @@ class Config:
     # (reverse_validation.py, docs/reverse_validation.md). The JMLR paper: 0.1.
     # 0: none, so the paper's MNIST numbers train on all 60,000 digits.
     source_validation_fraction: float = 0.0
+    # Stop once the accuracy on those held-out images has not improved for this many
+    # evaluations (utils/training/early_stopping.py); 0: never. Every preset: 0.
+    early_stopping_patience: int = 0
     image_size: int = 28  # Images are resized to image_size x image_size pixels.
     image_channels: int = 3  # 3: color (gray images repeat their channel); 1: gray.
     # Folders up to this many MB of uint8 pixels are held in memory; larger
@@ -192,6 +195,8 @@ class Config:
              f"held_out_fraction must be in (0, 1), got {self.held_out_fraction}"),
             (0 <= self.source_validation_fraction < 1,
              f"source_validation_fraction must be in [0, 1), got {self.source_validation_fraction}"),
+            (self.early_stopping_patience >= 0,
+             f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}"),
             (self.image_channels in (1, 3), f"image_channels must be 1 or 3, got {self.image_channels}"),
             (self.image_channels == 3 or not self.color_source,
              "color_source draws colors: it needs image_channels 3"),

@@ -1,6 +1,7 @@
 """Reverse validation: the source validation split, the self-labelling, the reverse run and its JSON,
 the label-free scores, bad input; and the shipped weights judged on the real data."""
 
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from utils.selection import validators
 from utils.data.mnistm import build_mnistm
 from utils.data import splits, training_data
 from utils.evaluation import trained_run
+from utils.training.summaries import read_scalars
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -137,7 +139,7 @@ def run_reverse_validation(folder, *arguments, model=None):
 
 def test_the_json_has_its_keys_and_the_reverse_run_is_an_ordinary_run(tiny_run, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert run_reverse_validation(tiny_run, "--epochs", "1") == 0
+    assert run_reverse_validation(tiny_run, "--epochs", "1", "--variant", "fresh") == 0
     results = json.loads((tmp_path / "logs" / "tiny-reverse" / "reverse_validation.json").read_text())
     printed = capsys.readouterr().out
     assert json.loads(printed[printed.rindex("\n{\n") + 1:]) == results
@@ -152,6 +154,66 @@ def test_the_json_has_its_keys_and_the_reverse_run_is_an_ordinary_run(tiny_run, 
     final = json.loads((tmp_path / "logs" / "tiny-reverse" / "final.json").read_text())
     assert results["reverse_validation_accuracy"] == final["val/target_acc"]
     assert (tmp_path / "checkpoints" / "tiny-reverse" / "classifier.keras").is_file()
+
+
+def test_the_paper_variant_starts_from_eta_holds_out_t_v_and_scores_its_best_evaluation(
+        tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_reverse_validation(tiny_run, "--epochs", "3") == 0
+    results = json.loads((tmp_path / "logs" / "tiny-reverse" / "reverse_validation.json").read_text())
+    assert results["reverse_variant"] == "paper"
+    assert results["reverse_started_from"] == ["feature_extractor", "label_classifier",
+                                               "domain_classifier (outputs swapped)"]
+    # A tenth of the 96 target images is T_V; the other 86 train: 6 steps a pass, evaluated every step.
+    assert results["reverse_target_validation_images"] == 10 and results["reverse_eval_every"] == 1
+    scalars = read_scalars(str(tmp_path / "logs" / "tiny-reverse"))
+    logged = dict(scalars["val/target_acc"])
+    agreement = dict(scalars["val/source_validation_acc"])
+    best = results["reverse_best_step"]
+    assert results["reverse_validation_accuracy"] == logged[best]
+    assert results["reverse_agreement_on_target_validation"] == max(agreement.values()) == agreement[best]
+    # Stopped after 3 evaluations without a better one, or ran its 18 steps.
+    assert results["reverse_steps"] == (best + 3 if results["reverse_stopped_early"] else 18)
+
+
+def test_the_reverse_run_starts_from_etas_weights_with_the_domain_outputs_swapped(tiny_run):
+    run = trained_run.load_run(str(tiny_run / "checkpoints" / "tiny"))
+    config = run.config
+    data = training_data.training_data(dataclasses.replace(
+        config, mnist_path=str(tiny_run / "mnist.npz"), mnistm_path=str(tiny_run / "mnist_m.npz")))
+    trainer = Trainer(dataclasses.replace(config, run_name="start", log_dir=str(tiny_run / "start-logs"),
+                                          checkpoint_dir=str(tiny_run / "start-checkpoints")), data)
+    started = reverse.start_from(trainer.networks, trainer.optimizer, run)
+    assert started[-1] == "domain_classifier (outputs swapped)"
+    for name in ("feature_extractor", "label_classifier"):
+        for mine, eta in zip(getattr(trainer.networks, name).get_weights(), run.classifier.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(mine, eta)
+    kernel, bias = trainer.networks.domain_classifier.get_weights()[-2:]
+    eta_kernel, eta_bias = run.domain_networks.domain_classifier.get_weights()[-2:]
+    np.testing.assert_array_equal(kernel, eta_kernel[:, ::-1])
+    np.testing.assert_array_equal(bias, eta_bias[::-1])
+
+
+def test_no_score_reads_a_target_label(tiny_run, tmp_path, monkeypatch):
+    """Every score, the reverse run's included, is the same with the target labels permuted."""
+    arrays = dict(np.load(tiny_run / "mnist_m.npz"))
+    rng = np.random.default_rng(5)
+    permuted = {**arrays, "y_train": rng.permutation(arrays["y_train"]),
+                "y_test": ((arrays["y_test"] + 1 + rng.integers(0, 8, len(arrays["y_test"]))) % 10).astype(np.uint8)}
+    assert np.any(permuted["y_train"] != arrays["y_train"]) and np.all(permuted["y_test"] != arrays["y_test"])
+    np.savez(tmp_path / "permuted.npz", **permuted)
+    scores = []
+    for name, mnistm in (("original", tiny_run / "mnist_m.npz"), ("permuted", tmp_path / "permuted.npz")):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        for arguments in (["--scores_only", "--out", "scores.json"], ["--epochs", "2", "--out", "reverse.json"]):
+            assert reverse_validation.main(["--model", str(tiny_run / "checkpoints" / "tiny"), "--mnist",
+                                            str(tiny_run / "mnist.npz"), "--mnistm", str(mnistm), *arguments]) == 0
+        scores.append({key: value for file in ("scores.json", "reverse.json")
+                       for key, value in json.loads((tmp_path / name / file).read_text()).items()
+                       if "minutes" not in key and key != "out"})
+    assert scores[0] == scores[1]
+    assert {"reverse_validation_accuracy", "information_maximization", "bnm", "snd", "dev", "class_ami"} <= set(scores[0])
 
 
 def test_scores_only_scores_the_classifier_without_a_reverse_run(tiny_run, tmp_path, monkeypatch):

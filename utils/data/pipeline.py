@@ -88,6 +88,13 @@ class Domain:
         indices = tf.range(*part.indices(len(self)))
         return self.pixels(self.load(indices)).numpy()
 
+    def subset(self, indices):
+        """The images at `indices`, with their labels: a held-out part."""
+        part = copy.copy(self)
+        part.images = tf.Variable(tf.gather(self.images, indices), trainable=False, name="images")
+        part.labels = tf.Variable(tf.gather(self.labels, indices), trainable=False, name="labels")
+        return part
+
     def with_labels(self, labels):
         """The same images with other labels (reverse validation's self-labelled target)."""
         relabelled = copy.copy(self)
@@ -128,6 +135,11 @@ class FileDomain(Domain):
         self.image_shape = tuple(image_shape)
         self.is_mnist = False
         self.binarize = binarize
+
+    def subset(self, indices):
+        part = copy.copy(self)
+        part.paths, part.labels = tf.gather(self.paths, indices), tf.gather(self.labels, indices)
+        return part
 
     def load(self, indices):
         return tf.map_fn(self.decode, tf.gather(self.paths, indices),

@@ -7,7 +7,7 @@ has its own stream, so its part is drawn independently of the others.
 
 import numpy as np
 
-SOURCE_TEST_STREAM, TARGET_TEST_STREAM, SOURCE_VALIDATION_STREAM = 0, 1, 2
+SOURCE_TEST_STREAM, TARGET_TEST_STREAM, SOURCE_VALIDATION_STREAM, TARGET_VALIDATION_STREAM = 0, 1, 2, 3
 
 
 def held_out_split(count, fraction, seed, stream, at_least=0):

@@ -18,10 +18,14 @@ from utils.evaluation import metrics
 from utils.evaluation.trained_run import BATCH_SIZE, EXPORT_NAME
 from utils.files import atomic_path, write_text_atomic
 from utils.runtime import distribution, startup
+from utils.training.early_stopping import EarlyStopping
 from utils.training.run_folder import check_saved_settings, hold_run_folder
 from utils.training.step import Step
 from utils.training.stopping import TrainingStopped, agreed_stop
-from utils.training.summaries import ScalarWriter, discard_after
+from utils.training.summaries import ScalarWriter, discard_after, read_scalars
+
+# The domain label of each test set's images, which the domain accuracy is counted on.
+TEST_DOMAINS = {"source": 0, "target": 1}
 
 
 class Trainer:
@@ -43,10 +47,21 @@ class Trainer:
         self.is_chief = distribution.is_chief(self.strategy)
         self.pixel_mean = data.pixel_mean
         self.domains = (data.source, data.target)
+        test_sets = {"source": data.source_test, "target": data.target_test}
+        self.early_stopping = EarlyStopping(config.early_stopping_patience)
+        if config.early_stopping_patience:
+            if data.source_validation is None:
+                raise TrainingError("early_stopping_patience needs source images held out of training: "
+                                    "set --source_validation_fraction (the JMLR paper holds out 0.1).")
+            if distribution.task(self.strategy)[0] is not None:
+                # A resumed run replays the chief's logged evaluations, which other machines lack.
+                raise TrainingError("early_stopping_patience is for one machine: run without "
+                                    "--strategy multi_worker, or set --early_stopping_patience 0.")
+            test_sets["source_validation"] = data.source_validation
         self.test_sets = {name: pipeline.evaluation_dataset(domain, evaluation_batch_size, self.pixel_mean)
-                          for name, domain in (("source", data.source_test), ("target", data.target_test))}
+                          for name, domain in test_sets.items()}
         # A target test set without labels gives the domain accuracy only.
-        self.labelled_test_sets = {"source": data.source_test.labelled, "target": data.target_test.labelled}
+        self.labelled_test_sets = {name: domain.labelled for name, domain in test_sets.items()}
         self.open_data_stream()
 
         self.checkpoint = self.networks.checkpoint(self.optimizer)
@@ -87,19 +102,22 @@ class Trainer:
 
     def evaluate(self):
         """Accuracy and loss on the source and target test sets (MNIST test and MNIST-M test), counted
-        as evaluate.py counts them (metrics.confusion_of); a test set without labels adds to the
-        domain accuracy only."""
+        as evaluate.py counts them (metrics.confusion_of), and on the source validation images when
+        early stopping watches them; a test set without labels adds to the domain accuracy only,
+        which the test sets alone give."""
         classes = len(self.config.classes)
         results, domain_confusion = {}, np.zeros((2, 2), np.int64)
         with self.dann_step.evaluation_weights():
-            for domain_index, (domain, dataset) in enumerate(self.test_sets.items()):
+            for domain, dataset in self.test_sets.items():
                 confusion, loss = np.zeros((classes, classes), np.int64), 0.0
                 for images, labels in dataset:
                     # Unlabelled images (-1) get label 0: their label results are not reported.
                     labels = tf.maximum(labels, 0)
                     label_logits, loss_sum, domain_logits = self.dann_step.evaluate_batch(images, labels)
                     confusion += metrics.confusion_of(labels, label_logits, classes)
-                    domain_confusion += metrics.confusion_of(np.full(len(labels), domain_index), domain_logits, 2)
+                    if domain in TEST_DOMAINS:
+                        domain_confusion += metrics.confusion_of(np.full(len(labels), TEST_DOMAINS[domain]),
+                                                                 domain_logits, 2)
                     loss += float(loss_sum)
                 if self.labelled_test_sets[domain]:
                     results[f"val/{domain}_acc"] = metrics.accuracy(confusion)
@@ -138,6 +156,8 @@ class Trainer:
                                 f"'{self.checkpoint_dir}'. Pass --resume to continue it, choose "
                                 "another --run_name, or delete those folders.")
         self.saved_step = self.checkpoint_step
+        if self.early_stopping.patience and self.step > 0:
+            self.early_stopping.replay(read_scalars(self.log_dir), self.step)
         if not self.is_chief:
             return
         discard_after(self.log_dir, self.step)
@@ -173,6 +193,8 @@ class Trainer:
             final = {**results, "steps": self.step, "wall_seconds": seconds,
                      "training_seconds": seconds - evaluation_seconds,
                      "steps_per_second": (self.step - start_step) / max(seconds - evaluation_seconds, 1e-9)}
+            if self.early_stopping.patience:
+                final["early_stopping"] = self.early_stopping.record(self.step)
             self.finish(final)
         return final
 
@@ -194,7 +216,7 @@ class Trainer:
         config = self.config
         evaluation_seconds = 0.0
         results = None
-        while self.step < self.total_steps:
+        while self.step < self.total_steps and not self.early_stopping.stopped:
             if agreed_stop(self):
                 raise self.stop()
             step = self.step
@@ -224,7 +246,12 @@ class Trainer:
                 writer.write(results, step)
                 progress_bar.write(f"step {step}: " + ", ".join(
                     f"{tag} {value:.4f}" for tag, value in results.items()))
-            if step % config.checkpoint_every == 0 or step == self.total_steps:
+                if self.early_stopping.patience and self.early_stopping.update(step, results):
+                    progress_bar.write(f"Early stopping at step {step}: {self.early_stopping.patience} "
+                                       "evaluations without a better source validation accuracy than "
+                                       f"step {self.early_stopping.best_step}'s.")
+            if (step % config.checkpoint_every == 0 or step == self.total_steps
+                    or self.early_stopping.stopped):
                 self.save_checkpoint()
         return results, evaluation_seconds
 
