@@ -14,7 +14,6 @@ over several invocations. The table is rewritten after every run. Accuracies are
 the final step: no checkpoint is chosen with target labels.
 """
 
-import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -23,7 +22,6 @@ import platform
 import shlex
 import signal
 import statistics
-import subprocess
 import sys
 import time
 
@@ -71,31 +69,9 @@ def train_command(mode, seed, train_arguments):
     return ["train.py", "--mode", mode, "--seed", str(seed), "--run_name", run_name(mode, seed), *train_arguments]
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 def run_training(arguments):
-    """Runs train.py in a child process (its output goes to this terminal); returns the exit code.
-
-    The child runs in a process group of its own, so a Ctrl-C at the terminal
-    reaches this script alone; this script passes each Ctrl-C or SIGTERM on
-    to the child once and waits, so that the child saves its checkpoint and
-    exits as train.py does when it is stopped (130 or 143).
-    """
-    script_folder = os.path.dirname(os.path.abspath(__file__))
-    arguments = [os.path.join(script_folder, arguments[0]), *arguments[1:]]
-    child = subprocess.Popen([sys.executable, *arguments], process_group=0)
-
-    def pass_on(signal_number, frame):
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal_number)
-
-    previous = {stop_signal: signal.signal(stop_signal, pass_on) for stop_signal in STOP_SIGNALS}
-    try:
-        return child.wait()
-    finally:
-        for stop_signal, handler in previous.items():
-            signal.signal(stop_signal, handler)
+    """Runs train.py with `arguments` (from "train.py" on) in a child process; returns its exit code."""
+    return scripts.run_child(arguments)
 
 
 def machine_description():

@@ -165,7 +165,8 @@ def test_the_paper_variant_starts_from_eta_holds_out_t_v_and_scores_its_best_eva
     assert results["reverse_started_from"] == ["feature_extractor", "label_classifier",
                                                "domain_classifier (outputs swapped)"]
     # A tenth of the 96 target images is T_V; the other 86 train: 6 steps a pass, evaluated every step.
-    assert results["reverse_target_validation_images"] == 10 and results["reverse_eval_every"] == 1
+    assert results["reverse_target_validation_images"] == 10 and results["reverse_source_images"] == 86
+    assert results["reverse_eval_every"] == 1
     scalars = read_scalars(str(tmp_path / "logs" / "tiny-reverse"))
     logged = dict(scalars["val/target_acc"])
     agreement = dict(scalars["val/source_validation_acc"])

@@ -45,9 +45,9 @@ def test_dev_risk_is_the_weighted_loss_with_the_weights_as_control_variate():
     losses = np.array([2.0, 0.0, 1.0, 3.0])
     # Equal weights: no correction, the mean loss.
     assert validators.dev_risk(np.ones(4), losses) == pytest.approx(1.5)
-    # By hand: w l = (1, 0), Cov(w l, w) = -0.5, Var(w) = 0.5, so eta = 1 and the risk is
-    # mean(w l) + eta mean(w) - eta = 0.5 + 1 - 1.
-    assert validators.dev_risk([0.5, 1.5], [2.0, 0.0]) == pytest.approx(0.5)
+    # By hand: w l = (1, 0), Cov(w l, w) = -1, Var(w) = 2, so eta = 0.5 and the risk is
+    # mean(w l) + eta mean(w) - eta = 0.5 + 0.75 - 0.5.
+    assert validators.dev_risk([0.5, 2.5], [2.0, 0.0]) == pytest.approx(0.75)
 
 
 def test_dev_weights_the_source_images_that_look_like_the_target():

@@ -27,6 +27,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Mistake = collections.namedtuple("Mistake", ["name", "path", "edits", "breaks", "tests"])
 STEP_TESTS = ["tests/test_step.py"]
 REVERSE_TESTS = ["tests/test_reverse_validation.py"]
+VALIDATOR_TESTS = ["tests/test_validators.py"]
 MISTAKES = [
     Mistake("swapped_domain_labels", "model/step.py",
             [("tf.zeros([half], tf.int32), tf.ones([half], tf.int32)",
@@ -158,12 +159,41 @@ MISTAKES = [
               "return np.sort(order[held_out // 2:]), np.sort(order[:held_out])")],
             "half the source validation digits are also trained on", REVERSE_TESTS),
     Mistake("true_labels_for_self_labels", "utils/selection/reverse_validation.py",
-            [("source=data.target.with_labels(target_labels)", "source=data.target")],
+            [("source, validation = data.target.with_labels(target_labels), None",
+              "source, validation = data.target, None")],
             "the reverse run learns the target's true labels instead of the classifier's", REVERSE_TESTS),
     Mistake("reverse_judged_on_training_digits", "utils/selection/reverse_validation.py",
             [("return data.source_validation if data.source_validation is not None else data.source_test",
               "return data.source")],
             "reverse validation scored on the source digits the runs trained on", REVERSE_TESTS),
+    Mistake("t_v_trained_on", "utils/selection/reverse_validation.py",
+            [("source, validation = source.subset(kept), source.subset(held_out)",
+              "source, validation = source, source.subset(held_out)")],
+            "the paper variant's T_V is also in the reverse run's training images", REVERSE_TESTS),
+    Mistake("domain_outputs_not_swapped", "utils/selection/reverse_validation.py",
+            [("weights[-2], weights[-1] = weights[-2][:, ::-1], weights[-1][::-1]", "pass")],
+            "the reverse run's domain classifier starts from eta's with source and target unswapped",
+            REVERSE_TESTS),
+    Mistake("early_stopping_not_replayed", "utils/training/trainer.py",
+            [("            self.early_stopping.replay(read_scalars(self.log_dir), self.step)", "            pass")],
+            "a resumed run forgets the evaluations before its checkpoint and stops later",
+            ["tests/test_early_stopping.py"]),
+    Mistake("early_stopping_ignored", "utils/training/trainer.py",
+            [("while self.step < self.total_steps and not self.early_stopping.stopped:",
+              "while self.step < self.total_steps:")],
+            "a run trains on past the step early stopping chose", ["tests/test_early_stopping.py"]),
+    Mistake("bnm_not_over_n", "utils/selection/validators.py",
+            [('ord="nuc") / len(probabilities))', 'ord="nuc"))')],
+            "BNM's nuclear norm not divided by the number of images", VALIDATOR_TESTS),
+    Mistake("snd_counts_self", "utils/selection/validators.py",
+            [("        logits[rows, start + rows] = -np.inf  # An image is not its own neighbour.\n", "")],
+            "SND counts each image as its own nearest neighbour", VALIDATOR_TESTS),
+    Mistake("dev_control_variate_sign", "utils/selection/validators.py",
+            [("eta = 0.0 if variance == 0 else -np.cov(", "eta = 0.0 if variance == 0 else np.cov(")],
+            "DEV's control variate added with the wrong sign", VALIDATOR_TESTS),
+    Mistake("density_ratio_inverted", "utils/selection/validators.py",
+            [("np.clip(logits[:, 1] - logits[:, 0], -50, 50)", "np.clip(logits[:, 0] - logits[:, 1], -50, 50)")],
+            "DEV weights source images by how source-like, not target-like, they are", VALIDATOR_TESTS),
 ]
 
 

@@ -11,7 +11,10 @@ quietly when the reader of their output goes away early (`python evaluate.py --h
 import contextlib
 import os
 import signal
+import subprocess
 import sys
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Ctrl-C sends SIGINT; `kill` and job schedulers send SIGTERM.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -83,3 +86,23 @@ def run_main(main, *arguments, **keywords):
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return 128 + signal.SIGPIPE
+
+
+def run_child(arguments):
+    """Runs a script of this repository, `arguments` = [script, its arguments...], in a child
+    process whose output goes to this terminal; returns its exit code.
+
+    The child runs in a process group of its own, so a Ctrl-C at the terminal
+    reaches the parent alone; the parent passes each Ctrl-C or SIGTERM on to
+    the child once and waits, so that the child saves its checkpoint and exits
+    as train.py does when it is stopped (130 or 143).
+    """
+    child = subprocess.Popen([sys.executable, os.path.join(REPOSITORY, arguments[0]), *arguments[1:]],
+                             process_group=0)
+
+    def pass_on(signal_number, frame):
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal_number)
+
+    with handling_stop_signals(pass_on):
+        return child.wait()
