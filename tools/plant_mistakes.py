@@ -182,19 +182,21 @@ MISTAKES = [
             [("while self.step < self.total_steps and not self.early_stopping.stopped:",
               "while self.step < self.total_steps:")],
             "a run trains on past the step early stopping chose", ["tests/test_early_stopping.py"]),
-    Mistake("bnm_not_over_n", "utils/selection/validators.py",
-            [('ord="nuc") / len(probabilities))', 'ord="nuc"))')],
-            "BNM's nuclear norm not divided by the number of images", VALIDATOR_TESTS),
-    Mistake("snd_counts_self", "utils/selection/validators.py",
-            [("        logits[rows, start + rows] = -np.inf  # An image is not its own neighbour.\n", "")],
-            "SND counts each image as its own nearest neighbour", VALIDATOR_TESTS),
-    Mistake("dev_control_variate_sign", "utils/selection/validators.py",
-            [("eta = 0.0 if variance == 0 else -np.cov(", "eta = 0.0 if variance == 0 else np.cov(")],
-            "DEV's control variate added with the wrong sign", VALIDATOR_TESTS),
-    Mistake("density_ratio_inverted", "utils/selection/validators.py",
-            [("np.clip(logits[:, 1] - logits[:, 0], -50, 50)", "np.clip(logits[:, 0] - logits[:, 1], -50, 50)")],
-            "DEV weights source images by how source-like, not target-like, they are", VALIDATOR_TESTS),
 ]
+# (name, old text, new text, what it breaks) in utils/selection/validators.py.
+VALIDATOR_MISTAKES = [
+    ("bnm_not_over_n", 'ord="nuc") / len(probabilities))', 'ord="nuc"))',
+     "BNM's nuclear norm not divided by the number of images"),
+    ("snd_counts_self", "        logits[rows, start + rows] = -np.inf  # An image is not its own neighbour.\n", "",
+     "SND counts each image as its own nearest neighbour"),
+    ("dev_control_variate_sign", "eta = 0.0 if variance == 0 else -np.cov(", "eta = 0.0 if variance == 0 else np.cov(",
+     "DEV's control variate added with the wrong sign"),
+    ("density_ratio_inverted", "np.clip(logits[:, 1] - logits[:, 0], -50, 50)",
+     "np.clip(logits[:, 0] - logits[:, 1], -50, 50)",
+     "DEV weights source images by how source-like, not target-like, they are"),
+]
+MISTAKES += [Mistake(name, "utils/selection/validators.py", [(old, new)], breaks, VALIDATOR_TESTS)
+             for name, old, new, breaks in VALIDATOR_MISTAKES]
 
 
 def copy_project(destination):
