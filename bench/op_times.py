@@ -21,6 +21,8 @@ from utils.training.trainer import Trainer
 LAYER = re.compile(r"(feature_extractor|label_classifier|domain_classifier)(?:_\d+)?/([a-z]+\d*)(?:_\d+)?/")
 # Events that wrap the ops rather than being one.
 WRAPPERS = ("ExecutorState::", "ExecutorDoneCallback", "ThreadpoolListener")
+# Events inside an op's own event (Eigen's parallel loop of a concatenation), already in its time.
+NESTED = ("ParallelFor",)
 
 
 def op_key(event_name):
@@ -46,7 +48,7 @@ def read_trace(trace_dir):
             for event in line.events:
                 if names[event.metadata_id].startswith(WRAPPERS):
                     intervals.append((event.offset_ps, event.offset_ps + event.duration_ps))
-                else:
+                elif names[event.metadata_id] not in NESTED:
                     op_seconds[op_key(names[event.metadata_id])] += event.duration_ps / 1e12
             for start, stop in sorted(intervals):  # The union of the executor's busy intervals.
                 seconds += max(0, stop - max(start, end))

@@ -67,8 +67,7 @@ def checkpoint_values(checkpoint_dir):
 
 
 def train_process(arguments, **popen_arguments):
-    # float32 as on every CPU kind: auto would pick bfloat16 where it is native.
-    return subprocess.Popen([sys.executable, "train.py", "--precision", "float32", *arguments], cwd=REPOSITORY, text=True,
+    return subprocess.Popen([sys.executable, "train.py", *arguments], cwd=REPOSITORY, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen_arguments)
 
 
@@ -80,8 +79,9 @@ def test_sigterm_saves_a_checkpoint_and_the_resumed_run_ends_as_an_uninterrupted
     mnist_path, mnistm_path = str(tmp_path / "mnist.npz"), str(tmp_path / "mnist_m.npz")
     write_fake_mnistm(mnistm_path, write_fake_mnist(mnist_path, train_count=96, test_count=20))
     # 48 steps of 16 + 16 images, one per compiled call; an evaluation line every 2 steps.
-    common = ["--mnist", mnist_path, "--mnistm_path", mnistm_path, "--epochs", "8", "--batch_size", "32",
-              "--log_every", "1", "--eval_every", "2", "--checkpoint_every", "1000", "--steps_per_call", "1",
+    # float32 as on every CPU kind: auto would pick bfloat16 where it is native.
+    common = ["--precision", "float32", "--mnist", mnist_path, "--mnistm_path", mnistm_path, "--epochs", "8",
+              "--batch_size", "32", "--log_every", "1", "--eval_every", "2", "--checkpoint_every", "1000", "--steps_per_call", "1",
               "--deterministic", "true"]
     arguments = [*common, "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints")]
     process = train_process(arguments)
