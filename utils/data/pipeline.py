@@ -55,6 +55,20 @@ def random_colors(images, seed, part=0, parts=1):
     return background + (stroke - background) * (tf.cast(images, tf.float32) / 255.0)
 
 
+def filled_variable(array, name, rows_at_once=1024):
+    """A tf.Variable holding `array`, copied into it a block of rows at a time.
+
+    tf.Variable(array) holds three copies for a moment (the array, the tensor
+    converted from it, the variable): 122 MB more at the peak for MNIST-M's
+    training images, measured. Filled by blocks, the peak holds one block more.
+    """
+    variable = tf.Variable(tf.zeros(array.shape, array.dtype), trainable=False, name=name)
+    for start in range(0, len(array), rows_at_once):
+        rows = tf.range(start, min(start + rows_at_once, len(array)))
+        variable.scatter_update(tf.IndexedSlices(tf.constant(array[start:start + rows_at_once]), rows))
+    return variable
+
+
 class Domain:
     """One domain's images and labels, with how to turn a uint8 batch into model input.
 
@@ -66,7 +80,7 @@ class Domain:
         # Variables rather than constants: a tf.data function captures a
         # variable by reference, but copies a captured constant into its graph,
         # which held a second copy of every training image (190 MB resident).
-        self.images = tf.Variable(images, trainable=False, name="images")
+        self.images = filled_variable(images, "images")
         self.labels = tf.Variable(tf.cast(labels, tf.int32), trainable=False, name="labels")
         self.is_mnist = is_mnist
         self.binarize = binarize
