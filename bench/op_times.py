@@ -2,6 +2,7 @@
 op times summed per layer, op and direction (profile_step.py's docstring)."""
 
 import collections
+import dataclasses
 import glob
 import json
 import os
@@ -13,7 +14,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
 import machine
 from utils.data import training_data
-from utils.runtime import devices
+from utils.runtime import devices, precision
 from utils.training.trainer import Trainer
 
 # "while/body/_1/gradient_tape/while/feature_extractor_3/conv2_1/convolution/Conv2DBackpropFilter:
@@ -62,6 +63,8 @@ def read_trace(trace_dir):
 
 def profile(config, steps, log_dir):
     """Traces about `steps` steps of train.py's step under the profiler; prints the tables and the JSON."""
+    # As train.py resolves it: auto is mixed_bfloat16 where bfloat16 is native.
+    config = dataclasses.replace(config, precision=precision.resolve(config.precision)[0])
     trainer = Trainer(config, training_data.mnist_data(config, *training_data.load_mnist_arrays(config)),
                       *devices.configure_for(config))
     calls = max(1, steps // config.steps_per_call)

@@ -1,6 +1,7 @@
 """The run of bench/time_to_accuracy.py: Trainer.run with its evaluations timed, and the report of when
 the target accuracy was first met (time_to_accuracy.py's docstring)."""
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -11,7 +12,7 @@ import tensorflow as tf
 import machine
 from config import preset_config
 from utils.data import training_data
-from utils.runtime import devices
+from utils.runtime import devices, precision
 from utils.training.trainer import Trainer
 
 
@@ -44,17 +45,21 @@ def time_to_accuracy(target, overrides):
     with tempfile.TemporaryDirectory(prefix="dann-time-to-accuracy-") as scratch:
         config = preset_config(**overrides, log_dir=os.path.join(scratch, "logs"),
                                checkpoint_dir=os.path.join(scratch, "checkpoints"))
+        # As train.py resolves it: auto is mixed_bfloat16 where bfloat16 is native.
+        policy, reason = precision.resolve(config.precision)
+        config = dataclasses.replace(config, precision=policy, precision_reason=reason)
+        print(f"precision: {policy} ({reason})", flush=True)
         setup_started = time.perf_counter()
         runtime = devices.configure_for(config)
         # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
         trainer = TimedTrainer(config, training_data.training_data(config), *runtime)
         setup_seconds = time.perf_counter() - setup_started
         final = trainer.run()
-    print(json.dumps(report(target, trainer.evaluations, final, setup_seconds, overrides)))
+    print(json.dumps(report(target, trainer.evaluations, final, setup_seconds, overrides, config)))
     return 0
 
 
-def report(target, evaluations, final, setup_seconds, overrides):
+def report(target, evaluations, final, setup_seconds, overrides, config):
     """The report of the run: when it first met `target`, its final accuracies and what the clock covers."""
     reached = next((evaluation for evaluation in evaluations if evaluation["target_acc"] >= target), None)
     return {
@@ -74,6 +79,7 @@ def report(target, evaluations, final, setup_seconds, overrides):
         "clock": ("training wall time of Trainer.run: tracing, steps, summaries and checkpoints; "
                   "without data loading, model building and evaluations"),
         "evaluations": evaluations,
+        "precision": config.precision, "precision_reason": config.precision_reason,
         "config_overrides": overrides,
         "settings": machine.settings(tf),
     }

@@ -74,8 +74,8 @@ def test_train_speed_without_mnistm_names_what_to_pass(tmp_path, bsds):
 def test_profile_step_sums_the_traced_ops_per_layer_and_direction(tmp_path):
     mnist_path, mnistm_path = tiny_data(tmp_path)
     report = last_json_line("profile_step.py", "--mnist", mnist_path, "--mnistm", mnistm_path,
-                            "--steps", "50", "--logdir", str(tmp_path / "profile"))
-    assert report["steps"] == 50
+                            "--steps", "50", "--logdir", str(tmp_path / "profile"), "--precision", "float32")
+    assert report["steps"] == 50 and report["precision"] == "float32"
     assert sum(report["by_direction"].values()) == pytest.approx(1.0)
     convolutions = {(row["layer"], row["direction"]) for row in report["ops"] if "Conv2D" in row["op"]}
     assert {("feature_extractor/conv1", "forward"), ("feature_extractor/conv1", "backward"),
@@ -87,7 +87,8 @@ def test_time_to_accuracy_reports_an_unreached_target_and_every_evaluation(tmp_p
     mnist_path, mnistm_path = tiny_data(tmp_path)
     report = last_json_line("time_to_accuracy.py", "--mnist", mnist_path, "--mnistm_path", mnistm_path,
                             "--epochs", "2", "--batch_size", "4", "--eval_every", "2",
-                            "--target", "1.01")
+                            "--target", "1.01", "--precision", "float32")
+    assert report["precision"] == "float32" and report["precision_reason"] == "set in the config"
     # 12 images, 2 per half batch: 6 steps an epoch, 12 steps, an evaluation every 2.
     assert report["steps"] == 12
     assert [evaluation["step"] for evaluation in report["evaluations"]] == [2, 4, 6, 8, 10, 12]
