@@ -93,7 +93,8 @@ def main(arguments, program="train.py"):
                   "becomes 255. For photographs, add --binarize_source false.")
         # No name keeps the NumPy arrays alive: the trainer holds its own tensor
         # copies, and dropping the arrays saves about 220 MB of resident memory.
-        trainer = Trainer(config, training_data(config), strategy, slices)
+        trainer = Trainer(config, training_data(config), strategy, slices,
+                          command=shlex.join(["python", program, *arguments]))
         with stop_on_signals(trainer):
             final = trainer.run(resume=resume)
     except (UserError, OSError) as error:

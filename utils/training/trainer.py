@@ -18,6 +18,7 @@ from utils.evaluation import metrics
 from utils.evaluation.trained_run import BATCH_SIZE, EXPORT_NAME
 from utils.files import atomic_path, write_text_atomic
 from utils.runtime import distribution, startup
+from utils.training import dashboards
 from utils.training.early_stopping import EarlyStopping
 from utils.training.run_folder import check_saved_settings, hold_run_folder
 from utils.training.step import Step
@@ -32,11 +33,13 @@ class Trainer:
     """Trains the networks of `config` on `data`, a pipeline.DomainData (utils/data/training_data.py).
 
     strategy and slices come from utils/runtime/devices.configure_for;
-    without them, one device and one slice.
+    without them, one device and one slice. `command`, the command line that
+    started the run, is shown in TensorBoard's Text dashboard (dashboards.py).
     """
 
-    def __init__(self, config, data, strategy=None, slices=1, evaluation_batch_size=BATCH_SIZE):
+    def __init__(self, config, data, strategy=None, slices=1, evaluation_batch_size=BATCH_SIZE, command=""):
         self.config = config
+        self.command = command
         half_batch = config.batch_size // 2
         self.total_steps = math.ceil(config.epochs * len(data.source) / half_batch)
         self.dann_step = Step(config, self.total_steps, strategy, slices)
@@ -47,6 +50,7 @@ class Trainer:
         self.is_chief = distribution.is_chief(self.strategy)
         self.pixel_mean = data.pixel_mean
         self.domains = (data.source, data.target)
+        self.source_test, self.target_test = data.source_test, data.target_test
         test_sets = {"source": data.source_test, "target": data.target_test}
         self.early_stopping = EarlyStopping(config.early_stopping_patience)
         if config.early_stopping_patience:
@@ -107,6 +111,9 @@ class Trainer:
         which the test sets alone give."""
         classes = len(self.config.classes)
         results, domain_confusion = {}, np.zeros((2, 2), np.int64)
+        # For the Images dashboard only: what the target test set's labels show of the classifier.
+        mistakes = dashboards.Mistakes(self.pixel_mean)
+        self.target_pictures = None
         with self.dann_step.evaluation_weights():
             for domain, dataset in self.test_sets.items():
                 confusion, loss = np.zeros((classes, classes), np.int64), 0.0
@@ -115,6 +122,8 @@ class Trainer:
                     labels = tf.maximum(labels, 0)
                     label_logits, loss_sum, domain_logits = self.dann_step.evaluate_batch(images, labels)
                     confusion += metrics.confusion_of(labels, label_logits, classes)
+                    if domain == "target" and self.labelled_test_sets[domain]:
+                        mistakes.add(images, labels, label_logits)
                     if domain in TEST_DOMAINS:
                         domain_confusion += metrics.confusion_of(np.full(len(labels), TEST_DOMAINS[domain]),
                                                                  domain_logits, 2)
@@ -122,6 +131,8 @@ class Trainer:
                 if self.labelled_test_sets[domain]:
                     results[f"val/{domain}_acc"] = metrics.accuracy(confusion)
                     results[f"val/{domain}_loss"] = loss / confusion.sum()
+                    if domain == "target":
+                        self.target_pictures = (confusion, mistakes.arrays())
         results["val/domain_acc"] = metrics.accuracy(domain_confusion)
         return results
 
@@ -178,6 +189,8 @@ class Trainer:
             start_step = self.step
             started = time.perf_counter()
             writer = ScalarWriter(self.log_dir if self.is_chief else None)
+            if self.is_chief and not dashboards.has_settings(self.log_dir):
+                dashboards.write_settings(writer.writer, self.config, self.command)
             progress_bar = tqdm(total=self.total_steps, initial=start_step, unit="step",
                                 desc=self.config.name, dynamic_ncols=True, file=sys.stdout)
             try:
@@ -205,6 +218,7 @@ class Trainer:
             raise self.stop("after training, before the export")
         if self.is_chief:
             self.export()
+            self.write_final_dashboards(final)
         if agreed_stop(self):
             raise self.stop("after the export, before final.json")
         if self.is_chief:
@@ -215,7 +229,7 @@ class Trainer:
         evaluation (None if there was none) and the seconds spent evaluating."""
         config = self.config
         evaluation_seconds = 0.0
-        results = None
+        results, evaluations = None, 0
         while self.step < self.total_steps and not self.early_stopping.stopped:
             if agreed_stop(self):
                 raise self.stop()
@@ -244,6 +258,9 @@ class Trainer:
                 results = self.evaluate()
                 evaluation_seconds += time.perf_counter() - evaluation_started
                 writer.write(results, step)
+                if self.is_chief:
+                    self.write_pictures(writer.writer, step, first=evaluations == 0)
+                evaluations += 1
                 progress_bar.write(f"step {step}: " + ", ".join(
                     f"{tag} {value:.4f}" for tag, value in results.items()))
                 if self.early_stopping.patience and self.early_stopping.update(step, results):
@@ -298,6 +315,40 @@ class Trainer:
         return (f"Training diverged by step {step}: {diverged}; the run stopped. {saved} Start it "
                 f"again with a lower learning rate: add --learning_rate {lower:g} "
                 f"--run_name {self.config.name}-lr{lower:g} to the same command.")
+
+    def write_pictures(self, writer, step, first):
+        """The Images dashboard after an evaluation: the target test set's confusion matrix and
+        mistakes; at a run's first evaluation, also a training batch as the networks see it."""
+        if self.target_pictures is not None:
+            dashboards.write_pictures(writer, step, self.target_pictures[0], self.config.classes,
+                                      self.target_pictures[1])
+        if first:
+            source, target = self.domains
+            batch = next(iter(pipeline.training_dataset(
+                source, target, self.config.batch_size // 2, self.pixel_mean, seed=self.config.seed,
+                start_step=self.step, color_source=self.config.color_source)))
+            dashboards.write_inputs(writer, step, batch[0].numpy(), batch[2].numpy())
+
+    def write_final_dashboards(self, final):
+        """The HParams metrics of the end, and the Projector's features of a seeded sample of both
+        test sets (the same images for every run), with domain, label and prediction."""
+        writer = tf.summary.create_file_writer(self.log_dir)
+        dashboards.write_final(writer, final)
+        writer.close()
+        features, metadata = [], []
+        rng = np.random.default_rng(0)
+        with self.dann_step.evaluation_weights():
+            for domain, images in (("source", self.source_test), ("target", self.target_test)):
+                rows = np.sort(rng.choice(len(images), min(len(images), dashboards.PROJECTED_PER_DOMAIN),
+                                          replace=False))
+                inputs, labels = images.gather(rows, self.pixel_mean)
+                domain_features = self.networks.feature_extractor(inputs, training=False)
+                predictions = np.argmax(self.networks.label_classifier(domain_features, training=False), axis=1)
+                features.append(np.asarray(domain_features, np.float32))
+                metadata += [{"domain": domain, "label": self.config.classes[label] if label >= 0 else "unlabelled",
+                              "prediction": self.config.classes[prediction]}
+                             for label, prediction in zip(labels.numpy(), predictions)]
+        dashboards.write_projector(self.log_dir, np.concatenate(features), metadata)
 
     def export(self):
         """Saves feature extractor + label classifier (with normalization) as a .keras file."""
