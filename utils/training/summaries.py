@@ -4,11 +4,13 @@ import glob
 import os
 
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.util import event_pb2
 
 from utils.files import atomic_path
 
 EVENT_FILES = "events.out.tfevents.*"
+SCALAR_DTYPES = (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE)
 
 
 class ScalarWriter:
@@ -53,14 +55,18 @@ def discard_after(log_dir, step):
 def scalar_events(log_dir):
     """Every scalar event in the event files under log_dir, as (tag, step, wall_time, value).
 
-    For plotting and tests without TensorBoard. TF2 writes scalars as tensors.
+    For plotting and tests without TensorBoard. TF2 writes scalars as tensors, 0-dimensional
+    and floating point; images, text and HParams records (dashboards.py) are tensors of strings,
+    and are skipped.
     """
     for path in sorted(glob.glob(os.path.join(log_dir, "**", EVENT_FILES), recursive=True)):
         for record in tf.data.TFRecordDataset(path):
             event = event_pb2.Event.FromString(record.numpy())
             for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value
-                yield value.tag, event.step, event.wall_time, number
+                if not value.HasField("tensor"):
+                    yield value.tag, event.step, event.wall_time, value.simple_value
+                elif value.tensor.dtype in SCALAR_DTYPES and not value.tensor.tensor_shape.dim:
+                    yield value.tag, event.step, event.wall_time, float(tf.make_ndarray(value.tensor))
 
 
 def read_scalars(log_dir):
