@@ -182,6 +182,9 @@ MISTAKES = [
             [("while self.step < self.total_steps and not self.early_stopping.stopped:",
               "while self.step < self.total_steps:")],
             "a run trains on past the step early stopping chose", ["tests/test_early_stopping.py"]),
+    Mistake("hparams_written_on_resume", "utils/training/trainer.py",
+            [("if self.is_chief and not dashboards.has_settings(self.log_dir):", "if self.is_chief:")],
+            "a resumed run writes a second HParams record", ["tests/test_dashboards.py"]),
 ]
 # (name, old text, new text, what it breaks) in utils/selection/validators.py.
 VALIDATOR_MISTAKES = [
