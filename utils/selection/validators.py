@@ -28,6 +28,8 @@ EPSILON = 1e-12
 # SND compares every pair of images, and ClassAMI clusters them: both on seeded samples of at most
 # this many images a domain, the same for every run judged, which keeps them to seconds.
 SAMPLE_SIZE = 10_000
+# The L2 weight decays DEV's domain discriminator is tried at; the best on held-out features is kept.
+DEV_WEIGHT_DECAYS = (1e-3, 1e-4, 1e-5)
 
 
 def entropies(probabilities):
@@ -100,7 +102,7 @@ def dev_risk(weights, losses):
 
 
 def density_ratios(source_features, target_features, validation_features, seed=0,
-                   weight_decays=(1e-3, 1e-4, 1e-5)):
+                   weight_decays=DEV_WEIGHT_DECAYS):
     """(p_target(x) / p_source(x) for each validation feature, the discriminator's held-out accuracy).
 
     As You et al.: a domain discriminator is trained on source training
@@ -146,11 +148,12 @@ def density_ratios(source_features, target_features, validation_features, seed=0
     return ratios, float(accuracy)
 
 
-def dev(source_features, target_features, validation_features, validation_losses, seed=0):
+def dev(source_features, target_features, validation_features, validation_losses, seed=0,
+        weight_decays=DEV_WEIGHT_DECAYS):
     """(minus DEV's risk, the discriminator's held-out accuracy): the source validation images'
     losses (per-image cross-entropy with their true labels), weighted by how target-like each
     image's features are. Higher is better, like every score here."""
-    ratios, accuracy = density_ratios(source_features, target_features, validation_features, seed)
+    ratios, accuracy = density_ratios(source_features, target_features, validation_features, seed, weight_decays)
     return -dev_risk(ratios, validation_losses), accuracy
 
 
