@@ -15,7 +15,6 @@ The target labels drawn here serve the display only: nothing reads them to choos
 The pictures are drawn with Pillow, a few milliseconds each, so that an evaluation stays cheap.
 """
 
-import glob
 import os
 
 import numpy as np
@@ -23,10 +22,9 @@ import tensorflow as tf
 from PIL import Image, ImageDraw
 from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hparams_api
-from tensorflow.core.util import event_pb2
 
 from utils.files import write_text_atomic
-from utils.training.summaries import EVENT_FILES
+from utils.training.summaries import summary_values
 
 # The settings that tell runs apart, and the final metrics they are compared on.
 HPARAMS = ("preset", "mode", "seed", "precision", "learning_rate", "lr_alpha", "lr_beta", "momentum",
@@ -180,9 +178,4 @@ class Mistakes:
 
 def has_settings(log_dir):
     """Whether the run's logs already hold its HParams record (a run started again at step 0)."""
-    for path in glob.glob(os.path.join(log_dir, EVENT_FILES)):
-        for record in tf.data.TFRecordDataset(path):
-            if any(value.tag == "_hparams_/session_start_info"
-                   for value in event_pb2.Event.FromString(record.numpy()).summary.value):
-                return True
-    return False
+    return any(value.tag == "_hparams_/session_start_info" for _, value in summary_values(log_dir))

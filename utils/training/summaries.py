@@ -52,6 +52,15 @@ def discard_after(log_dir, step):
                     writer.write(record)
 
 
+def summary_values(log_dir):
+    """Every (event, summary value) in the event files under log_dir, file by file."""
+    for path in sorted(glob.glob(os.path.join(log_dir, "**", EVENT_FILES), recursive=True)):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                yield event, value
+
+
 def scalar_events(log_dir):
     """Every scalar event in the event files under log_dir, as (tag, step, wall_time, value).
 
@@ -59,14 +68,11 @@ def scalar_events(log_dir):
     and floating point; images, text and HParams records (dashboards.py) are tensors of strings,
     and are skipped.
     """
-    for path in sorted(glob.glob(os.path.join(log_dir, "**", EVENT_FILES), recursive=True)):
-        for record in tf.data.TFRecordDataset(path):
-            event = event_pb2.Event.FromString(record.numpy())
-            for value in event.summary.value:
-                if not value.HasField("tensor"):
-                    yield value.tag, event.step, event.wall_time, value.simple_value
-                elif value.tensor.dtype in SCALAR_DTYPES and not value.tensor.tensor_shape.dim:
-                    yield value.tag, event.step, event.wall_time, float(tf.make_ndarray(value.tensor))
+    for event, value in summary_values(log_dir):
+        if not value.HasField("tensor"):
+            yield value.tag, event.step, event.wall_time, value.simple_value
+        elif value.tensor.dtype in SCALAR_DTYPES and not value.tensor.tensor_shape.dim:
+            yield value.tag, event.step, event.wall_time, float(tf.make_ndarray(value.tensor))
 
 
 def read_scalars(log_dir):
