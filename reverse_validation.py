@@ -109,10 +109,8 @@ def read_run_config(arguments):
                                bsds_path=arguments.settings.bsds_path), config_path
 
 
-def reverse_run_config(config, epochs, reverse_name, variant="fresh", source_images=None):
-    """The run's settings for the reverse run: the same algorithm, with its own length and name;
-    in the paper variant, with early stopping, evaluated EVALUATIONS_PER_EPOCH times a pass over
-    its `source_images`.
+def reverse_run_config(config, epochs, reverse_name):
+    """The run's settings for the reverse run: the same algorithm, with its own length and name.
 
     It trains on this machine's devices (strategy auto: one device, or its
     GPUs) rather than the run's machines. Random colors are an augmentation
@@ -120,13 +118,16 @@ def reverse_run_config(config, epochs, reverse_name, variant="fresh", source_ima
     color already, and recolored MNIST-M kept a long-preset reverse run at
     chance for 1,000 steps (docs/reverse_validation.md).
     """
-    reverse = dataclasses.replace(config, epochs=epochs, run_name=reverse_name, log_dir="logs",
-                                  checkpoint_dir="checkpoints", strategy="auto", cpu_devices=1,
-                                  color_source=False)
-    if variant != "paper" or source_images is None:
-        return reverse
-    steps_per_epoch = -(-source_images // (config.batch_size // 2))
-    return dataclasses.replace(reverse, early_stopping_patience=PATIENCE,
+    return dataclasses.replace(config, epochs=epochs, run_name=reverse_name, log_dir="logs",
+                               checkpoint_dir="checkpoints", strategy="auto", cpu_devices=1,
+                               color_source=False)
+
+
+def with_early_stopping(reverse_config, source_images):
+    """The paper variant's reverse run: early stopping, evaluated EVALUATIONS_PER_EPOCH times a
+    pass over its `source_images`."""
+    steps_per_epoch = -(-source_images // (reverse_config.batch_size // 2))
+    return dataclasses.replace(reverse_config, early_stopping_patience=PATIENCE,
                                eval_every=max(1, steps_per_epoch // EVALUATIONS_PER_EPOCH))
 
 
@@ -171,8 +172,8 @@ def judge(arguments, config, reverse_config, runtime, config_path, out_path):
     test_labels = reverse.self_labels(reverse.probabilities(run.classifier, data.target_test))
     swapped = reverse.reverse_data(data, reverse.self_labels(target_probabilities), test_labels,
                                    held_out_seed=config.held_out_seed if paper else None)
-    reverse_config = reverse_run_config(reverse_config, arguments.epochs, reverse_name, arguments.variant,
-                                        len(swapped.source))
+    if paper:
+        reverse_config = with_early_stopping(reverse_config, len(swapped.source))
     trainer = Trainer(reverse_config, swapped, *runtime)
     # A resumed reverse run restores its own checkpoint over these weights.
     started_from = reverse.start_from(trainer.networks, trainer.optimizer, run) if paper else []
