@@ -324,9 +324,11 @@ class Trainer:
                                       self.target_pictures[1])
         if first:
             source, target = self.domains
-            batch = next(iter(pipeline.training_dataset(
+            # One element taken in one op: an abandoned iterator over the endless stream can log a
+            # cancelled-rendezvous line on stderr when the process ends.
+            batch = pipeline.training_dataset(
                 source, target, self.config.batch_size // 2, self.pixel_mean, seed=self.config.seed,
-                start_step=self.step, color_source=self.config.color_source)))
+                start_step=self.step, color_source=self.config.color_source).take(1).get_single_element()
             dashboards.write_inputs(writer, step, batch[0].numpy(), batch[2].numpy())
 
     def write_final_dashboards(self, final):
