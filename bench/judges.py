@@ -1,19 +1,22 @@
 """How well label-free scores judge runs: each score against the runs' MNIST-M test accuracy.
 
-    python bench/judges.py logs/*-reverse/reverse_validation.json
-    python bench/judges.py logs/*-reverse/reverse_validation.json --out results/judges.md
+    python bench/judges.py logs/*-reverse-*/reverse_validation.json
+    python bench/judges.py logs/*-reverse-*/reverse_validation.json --out results/judges.md
 
-Reads the JSON that reverse_validation.py wrote for each run, and the run's
+Reads the JSON that reverse_validation.py wrote for each run, one file per
+variant of reverse validation (paper, fresh) or --scores_only, and the run's
 own final.json (logs/<run>/ beside its checkpoints folder) for its MNIST-M
-test accuracy, which no score has seen. Prints a markdown table, one row per
-run with the train.py command that made it, then per score: Spearman's rank
-correlation with the test accuracy over the runs, the run the score would
-pick (its highest) and that run's test accuracy beside the best one's.
+test accuracy, which no score has seen. The files of one run (the same
+--model) make one row. Prints a markdown table, one row per run with the
+train.py command that made it, then per score: Spearman's rank correlation
+with the test accuracy over the runs, the run the score would pick (its
+highest), that run's test accuracy and its gap to the best run.
 
 Scores, each oriented so that higher should be better:
-- reverse validation accuracy (reverse_validation.py);
+- reverse validation accuracy, per variant (reverse_validation.py);
 - source validation accuracy: the run's accuracy on held-out source images;
-- negative entropy and information maximization of its target predictions;
+- the scores of utils/selection/validators.py: negative entropy,
+  information maximization, BNM, SND, DEV, ClassAMI;
 - domain confusion: minus the distance of the domain classifier's accuracy
   from 0.5 (chance). A source_only run never trains its domain classifier,
   so the score says little there.
@@ -36,13 +39,19 @@ from utils import scripts  # noqa: E402
 from utils.files import write_text_atomic  # noqa: E402
 from utils.runtime import startup  # noqa: E402
 
-SCORES = {
-    "reverse_validation_accuracy": "reverse validation",
+# Per variant of reverse_validation.py --variant.
+REVERSE_SCORES = {"reverse_paper": "reverse validation, paper", "reverse_fresh": "reverse validation, fresh"}
+# Of eta alone: the same in every JSON of one run.
+ETA_SCORES = {
     "source_validation_accuracy": "source validation accuracy",
     "negative_entropy": "negative entropy",
     "information_maximization": "information maximization",
-    "domain_confusion": "domain confusion",
+    "bnm": "BNM",
+    "snd": "SND",
+    "dev": "DEV",
+    "class_ami": "ClassAMI",
 }
+SCORES = {**REVERSE_SCORES, **ETA_SCORES, "domain_confusion": "domain confusion"}
 # Fields that say where a run reads and writes, not how it trains: left out of its command.
 NOT_RECIPE = {"mnist_path", "bsds_path", "mnistm_path", "download_dir", "run_name", "log_dir",
               "checkpoint_dir", "preset", "precision", "strategy", "cpu_devices", "batch_shards",
@@ -72,48 +81,69 @@ def final_of(judged):
         return json.load(stream)
 
 
-def read_row(path):
-    """A run's row: its scores from reverse_validation.py's JSON at `path`, its test accuracy and its command."""
+def read_rows(paths):
+    """One row per run: its scores from the JSON files at `paths` (one per reverse variant, or
+    --scores_only's), its test accuracy and its command."""
     from utils.evaluation.trained_run import read_config
 
-    with open(path, encoding="utf-8") as stream:
-        judged = json.load(stream)
-    config = read_config(judged["config"]) if judged.get("config") else Config()
-    domain = judged.get("domain_accuracy")
-    return {"run": os.path.basename(os.path.normpath(judged["model"])), "command": train_command(config),
-            "mode": config.mode,
-            "test": final_of(judged)["val/target_acc"],
-            **{key: judged.get(key) for key in SCORES if key != "domain_confusion"},
-            "domain_confusion": None if domain is None else -abs(domain - 0.5), "domain_accuracy": domain,
-            "reverse_epochs": judged["reverse_epochs"], "validation": judged["source_validation"]}
+    rows = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as stream:
+            judged = json.load(stream)
+        run = os.path.basename(os.path.normpath(judged["model"]))
+        if run not in rows:
+            config = read_config(judged["config"]) if judged.get("config") else Config()
+            domain = judged.get("domain_accuracy")
+            rows[run] = {"run": run, "command": train_command(config), "mode": config.mode,
+                         "test": final_of(judged)["val/target_acc"],
+                         **{key: judged.get(key) for key in ETA_SCORES}, **dict.fromkeys(REVERSE_SCORES),
+                         "domain_confusion": None if domain is None else -abs(domain - 0.5),
+                         "domain_accuracy": domain, "validation": judged["source_validation"]}
+        if "reverse_variant" in judged:
+            key = f"reverse_{judged['reverse_variant']}"
+            if rows[run][key] is not None:
+                raise ValueError(f"Two JSON files of the {judged['reverse_variant']} variant for {run}.")
+            rows[run][key] = judged["reverse_validation_accuracy"]
+    return list(rows.values())
 
 
 def judge(rows, key):
-    """(Spearman rho, the picked row) of one score over the rows that have it."""
+    """(Spearman rho, the picked row, how many rows) of one score over the rows that have it; rho is
+    None under two rows."""
     scored = [row for row in rows if row[key] is not None]
+    if len(scored) < 2:
+        return None, (max(scored, key=lambda row: row[key]) if scored else None), len(scored)
     rho = stats.spearmanr([row[key] for row in scored], [row["test"] for row in scored]).statistic
     return float(rho), max(scored, key=lambda row: row[key]), len(scored)
 
 
+def number(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
 def report(rows):
     rows = sorted(rows, key=lambda row: row["test"], reverse=True)
-    lines = ["| run | MNIST-M test | reverse validation | source validation | negative entropy | "
-             "information max. | domain accuracy | command |", "|" + "---|" * 8]
+    columns = [*SCORES][:-1] + ["domain_accuracy"]
+    lines = ["| run | MNIST-M test | " + " | ".join([*SCORES.values()][:-1]) + " | domain accuracy | command |",
+             "|" + "---|" * (len(columns) + 3)]
     for row in rows:
-        domain = "-" if row["domain_accuracy"] is None else f"{row['domain_accuracy']:.4f}"
-        lines.append(f"| {row['run']} | {row['test']:.4f} | {row['reverse_validation_accuracy']:.4f} | "
-                     f"{row['source_validation_accuracy']:.4f} | {row['negative_entropy']:.4f} | "
-                     f"{row['information_maximization']:.4f} | {domain} | `{row['command']}` |")
+        lines.append(f"| {row['run']} | {row['test']:.4f} | "
+                     + " | ".join(number(row[key]) for key in columns) + f" | `{row['command']}` |")
     # All runs, then the DANN runs alone: the paper chooses DANN's own settings this way.
     for title, group in (("All runs", rows), ("DANN runs only", [row for row in rows if row["mode"] == "dann"])):
         if len(group) < 2:
             continue
         best = group[0]
         lines += ["", f"{title}: the best by MNIST-M test accuracy is {best['run']} ({best['test']:.4f}).", "",
-                  "| score | Spearman rho | runs | picks | its MNIST-M test |", "|---|---|---|---|---|"]
+                  "| score | Spearman rho | runs | picks | its MNIST-M test | gap to the best |",
+                  "|---|---|---|---|---|---|"]
         for key, score_title in SCORES.items():
             rho, picked, count = judge(group, key)
-            lines.append(f"| {score_title} | {rho:+.3f} | {count} | {picked['run']} | {picked['test']:.4f} |")
+            if picked is None:
+                continue
+            rho_text = "-" if rho is None else f"{rho:+.3f}"
+            lines.append(f"| {score_title} | {rho_text} | {count} | {picked['run']} | {picked['test']:.4f} | "
+                         f"{best['test'] - picked['test']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +160,7 @@ def main(arguments=None):
     options = parse_arguments(sys.argv[1:] if arguments is None else arguments)
     startup.set_up()
     try:
-        text = report([read_row(path) for path in options.judged])
+        text = report(read_rows(options.judged))
         if options.out:
             write_text_atomic(options.out, text)
     except (OSError, ValueError, KeyError) as error:

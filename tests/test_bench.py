@@ -114,6 +114,40 @@ def test_first_reached_reads_the_first_evaluation_at_each_threshold(tmp_path):
         first_reached.table([str(tmp_path / "empty")], [0.8])
 
 
+def test_judges_joins_each_runs_variants_into_one_row_and_ranks_every_score(tmp_path):
+    sys.path.insert(0, os.path.join(REPOSITORY, "bench"))
+    import judges
+
+    paths = []
+    # Three runs: the reverse validation of the paper variant orders them as the test accuracy does,
+    # the fresh variant the other way round, and IM has no score for one of them.
+    for run, test, paper, fresh, im in [("good", 0.9, 0.99, 0.90, 2.2), ("middle", 0.7, 0.95, 0.95, None),
+                                        ("bad", 0.5, 0.90, 0.97, 1.0)]:
+        (tmp_path / "logs" / run).mkdir(parents=True)
+        (tmp_path / "checkpoints" / run).mkdir(parents=True)
+        (tmp_path / "logs" / run / "final.json").write_text(json.dumps({"val/target_acc": test}))
+        config = tmp_path / "logs" / run / "config.json"
+        config.write_text(json.dumps({"seed": 1} if run == "good" else {}))
+        for variant, reverse in [("paper", paper), ("fresh", fresh)]:
+            path = tmp_path / f"{run}-{variant}.json"
+            path.write_text(json.dumps({
+                "model": str(tmp_path / "checkpoints" / run), "config": str(config), "reverse_variant": variant,
+                "reverse_validation_accuracy": reverse, "information_maximization": im,
+                "source_validation_accuracy": 0.98, "domain_accuracy": 0.6, "source_validation": "test"}))
+            paths.append(str(path))
+    rows = {row["run"]: row for row in judges.read_rows(paths)}
+    assert len(rows) == 3 and rows["good"]["reverse_paper"] == 0.99 and rows["good"]["reverse_fresh"] == 0.90
+    assert rows["good"]["command"] == "python train.py --seed 1" and rows["bad"]["bnm"] is None
+    assert judges.judge(list(rows.values()), "reverse_paper")[:2] == (1.0, rows["good"])
+    assert judges.judge(list(rows.values()), "reverse_fresh")[:2] == (-1.0, rows["bad"])
+    assert judges.judge(list(rows.values()), "information_maximization")[2] == 2
+    table = judges.report(list(rows.values()))
+    assert "| reverse validation, fresh | -1.000 | 3 | bad | 0.5000 | 0.4000 |" in table
+    assert "\n| BNM |" not in table  # no run has it: no row in the score tables
+    with pytest.raises(ValueError, match="Two JSON files of the paper variant for good"):
+        judges.read_rows(paths + paths[:1])
+
+
 @pytest.mark.parametrize("vendor, family, flags, flops_per_cycle", [
     ("AuthenticAMD", 25, {"avx2", "fma"}, 32),                      # Zen 3: 2 x 256-bit FMA
     ("AuthenticAMD", 25, {"avx2", "avx512f", "avx512_bf16"}, 32),   # Zen 4: AVX-512 in 256-bit halves
