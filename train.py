@@ -15,7 +15,6 @@ prints the command that continues it (exit code 130 or 143).
 TensorBoard: tensorboard --logdir logs
 """
 
-import dataclasses
 import json
 import os
 import shlex
@@ -32,24 +31,6 @@ def parse_arguments(arguments):
     """(--resume given, the Config of the settings given); raises cli.UsageError or ValueError."""
     options, overrides = cli.Parser(__doc__, settings=cli.SETTINGS, resume=True).parse(arguments)
     return options.resume, preset_config(**overrides)
-
-
-def resolve_config(config):
-    """The Config with its classes read from the source folder and its precision resolved ("auto"
-    is recorded as what it picked)."""
-    from utils.data.training_data import folder_classes
-    from utils.runtime import precision
-
-    if config.uses_folders:
-        # The networks' number of classes comes from the source folder.
-        config = dataclasses.replace(config, class_names=folder_classes(config))
-    elif (config.image_size, config.image_channels) != (28, 3):
-        raise ValueError("MNIST -> MNIST-M takes 28x28x3 images: --image_size and --image_channels "
-                         "apply to image folders (--source_dir, --target_dir).")
-    policy, reason = precision.resolve(config.precision)
-    precision.check_fits_hardware(policy)
-    print(f"precision: {policy} ({reason})")
-    return dataclasses.replace(config, precision=policy, precision_reason=reason)
 
 
 def restart_command(config, arguments, program):
@@ -75,6 +56,8 @@ def main(arguments, program="train.py"):
     try:
         resume, config = parse_arguments(arguments)
         startup.set_up()
+        from utils.training.run_config import resolve_config
+
         config = resolve_config(config)
     except cli.HelpPrinted:
         return 0

@@ -1,7 +1,6 @@
 """The run of bench/time_to_accuracy.py: Trainer.run with its evaluations timed, and the report of when
 the target accuracy was first met (time_to_accuracy.py's docstring)."""
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -12,7 +11,8 @@ import tensorflow as tf
 import machine
 from config import preset_config
 from utils.data import training_data
-from utils.runtime import devices, precision
+from utils.runtime import devices
+from utils.training.run_config import resolve_config
 from utils.training.trainer import Trainer
 
 
@@ -45,10 +45,7 @@ def time_to_accuracy(target, overrides):
     with tempfile.TemporaryDirectory(prefix="dann-time-to-accuracy-") as scratch:
         config = preset_config(**overrides, log_dir=os.path.join(scratch, "logs"),
                                checkpoint_dir=os.path.join(scratch, "checkpoints"))
-        # As train.py resolves it: auto is mixed_bfloat16 where bfloat16 is native.
-        policy, reason = precision.resolve(config.precision)
-        config = dataclasses.replace(config, precision=policy, precision_reason=reason)
-        print(f"precision: {policy} ({reason})", flush=True)
+        config = resolve_config(config, log=lambda line: print(line, flush=True))
         setup_started = time.perf_counter()
         runtime = devices.configure_for(config)
         # As train.py: no name keeps the NumPy arrays alive once the trainer holds its copies.
