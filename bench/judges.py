@@ -33,7 +33,7 @@ from scipy import stats
 # A script in bench/ imports the project from the folder above.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import Config, preset_config  # noqa: E402
+from config import RECORDED_FIELDS, Config, preset_config  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import scripts  # noqa: E402
 from utils.files import write_text_atomic  # noqa: E402
@@ -52,10 +52,11 @@ ETA_SCORES = {
     "class_ami": "ClassAMI",
 }
 SCORES = {**REVERSE_SCORES, **ETA_SCORES, "domain_confusion": "domain confusion"}
-# Fields that say where a run reads and writes, not how it trains: left out of its command.
+# Fields that say where a run reads and writes, not how it trains, and those train.py records
+# rather than takes: left out of its command. The precision stays: it is the one resolved.
 NOT_RECIPE = {"mnist_path", "bsds_path", "mnistm_path", "download_dir", "run_name", "log_dir",
-              "checkpoint_dir", "preset", "precision", "strategy", "cpu_devices", "batch_shards",
-              "steps_per_call", "deterministic", "log_every", "eval_every", "checkpoint_every", "class_names"}
+              "checkpoint_dir", "preset", "strategy", "cpu_devices", "batch_shards",
+              "steps_per_call", "deterministic", "log_every", "eval_every", "checkpoint_every", *RECORDED_FIELDS}
 
 
 def train_command(config):

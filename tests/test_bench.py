@@ -127,7 +127,8 @@ def test_judges_joins_each_runs_variants_into_one_row_and_ranks_every_score(tmp_
         (tmp_path / "checkpoints" / run).mkdir(parents=True)
         (tmp_path / "logs" / run / "final.json").write_text(json.dumps({"val/target_acc": test}))
         config = tmp_path / "logs" / run / "config.json"
-        config.write_text(json.dumps({"seed": 1} if run == "good" else {}))
+        config.write_text(json.dumps({"seed": 1, "precision": "float32", "precision_reason": "set in the config"}
+                                     if run == "good" else {}))
         for variant, reverse in [("paper", paper), ("fresh", fresh)]:
             path = tmp_path / f"{run}-{variant}.json"
             path.write_text(json.dumps({
@@ -137,7 +138,9 @@ def test_judges_joins_each_runs_variants_into_one_row_and_ranks_every_score(tmp_
             paths.append(str(path))
     rows = {row["run"]: row for row in judges.read_rows(paths)}
     assert len(rows) == 3 and rows["good"]["reverse_paper"] == 0.99 and rows["good"]["reverse_fresh"] == 0.90
-    assert rows["good"]["command"] == "python train.py --seed 1" and rows["bad"]["bnm"] is None
+    # The resolved precision is part of the recipe; the reason train.py records is not a flag.
+    assert sorted(rows["good"]["command"].split()) == sorted("python train.py --seed 1 --precision float32".split())
+    assert rows["bad"]["command"] == "python train.py" and rows["bad"]["bnm"] is None
     assert judges.judge(list(rows.values()), "reverse_paper")[:2] == (1.0, rows["good"])
     assert judges.judge(list(rows.values()), "reverse_fresh")[:2] == (-1.0, rows["bad"])
     assert judges.judge(list(rows.values()), "information_maximization")[2] == 2
