@@ -10,7 +10,9 @@ test accuracy, which no score has seen. The files of one run (the same
 --model) make one row. Prints a markdown table, one row per run with the
 train.py command that made it, then per score: Spearman's rank correlation
 with the test accuracy over the runs, the run the score would pick (its
-highest), that run's test accuracy and its gap to the best run.
+highest), that run's test accuracy and its gap to the best run. Beside each
+rho, its 95% interval over 10,000 bootstrap resamples of the runs (seed 0):
+scores whose intervals overlap widely are not told apart by these runs.
 
 Scores, each oriented so that higher should be better:
 - reverse validation accuracy, per variant (reverse_validation.py);
@@ -28,6 +30,7 @@ import os
 import shlex
 import sys
 
+import numpy as np
 from scipy import stats
 
 # A script in bench/ imports the project from the folder above.
@@ -39,6 +42,8 @@ from utils import scripts  # noqa: E402
 from utils.files import write_text_atomic  # noqa: E402
 from utils.runtime import startup  # noqa: E402
 
+# Resamples of the runs behind each rho's interval (seeded: the table is the same at every run).
+BOOTSTRAP_RESAMPLES = 10_000
 # Per variant of reverse_validation.py --variant.
 REVERSE_SCORES = {"reverse_paper": "reverse validation, paper", "reverse_fresh": "reverse validation, fresh"}
 # Of eta alone: the same in every JSON of one run.
@@ -108,14 +113,27 @@ def read_rows(paths):
     return list(rows.values())
 
 
+def rho_interval(scores, tests, resamples=BOOTSTRAP_RESAMPLES, seed=0):
+    """The 95% percentile interval of Spearman's rho over bootstrap resamples of the runs: how much
+    the ranking of these runs leaves a score's rho uncertain."""
+    rows = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores)))
+    ranked = [stats.rankdata(np.asarray(values)[rows], axis=1) for values in (scores, tests)]
+    centred = [ranks - ranks.mean(axis=1, keepdims=True) for ranks in ranked]
+    with np.errstate(invalid="ignore", divide="ignore"):  # a resample of one repeated run has no rho
+        rhos = (centred[0] * centred[1]).sum(axis=1) / np.sqrt(
+            (centred[0] ** 2).sum(axis=1) * (centred[1] ** 2).sum(axis=1))
+    return tuple(float(bound) for bound in np.nanpercentile(rhos, [2.5, 97.5]))
+
+
 def judge(rows, key):
-    """(Spearman rho, the picked row, how many rows) of one score over the rows that have it; rho is
-    None under two rows."""
+    """(Spearman rho, its bootstrap interval, the picked row, how many rows) of one score over the
+    rows that have it; rho and its interval are None under three rows or when either side is constant."""
     scored = [row for row in rows if row[key] is not None]
-    if len(scored) < 2:
-        return None, (max(scored, key=lambda row: row[key]) if scored else None), len(scored)
-    rho = stats.spearmanr([row[key] for row in scored], [row["test"] for row in scored]).statistic
-    return float(rho), max(scored, key=lambda row: row[key]), len(scored)
+    picked = max(scored, key=lambda row: row[key]) if scored else None
+    scores, tests = [row[key] for row in scored], [row["test"] for row in scored]
+    if len(scored) < 3 or len(set(scores)) < 2 or len(set(tests)) < 2:
+        return None, None, picked, len(scored)
+    return float(stats.spearmanr(scores, tests).statistic), rho_interval(scores, tests), picked, len(scored)
 
 
 def number(value):
@@ -136,15 +154,16 @@ def report(rows):
             continue
         best = group[0]
         lines += ["", f"{title}: the best by MNIST-M test accuracy is {best['run']} ({best['test']:.4f}).", "",
-                  "| score | Spearman rho | runs | picks | its MNIST-M test | gap to the best |",
-                  "|---|---|---|---|---|---|"]
+                  "| score | Spearman rho | 95% interval | runs | picks | its MNIST-M test | gap to the best |",
+                  "|---|---|---|---|---|---|---|"]
         for key, score_title in SCORES.items():
-            rho, picked, count = judge(group, key)
+            rho, interval, picked, count = judge(group, key)
             if picked is None:
                 continue
             rho_text = "-" if rho is None else f"{rho:+.3f}"
-            lines.append(f"| {score_title} | {rho_text} | {count} | {picked['run']} | {picked['test']:.4f} | "
-                         f"{best['test'] - picked['test']:.4f} |")
+            interval_text = "-" if interval is None else f"{interval[0]:+.2f} to {interval[1]:+.2f}"
+            lines.append(f"| {score_title} | {rho_text} | {interval_text} | {count} | {picked['run']} | "
+                         f"{picked['test']:.4f} | {best['test'] - picked['test']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -141,11 +141,16 @@ def test_judges_joins_each_runs_variants_into_one_row_and_ranks_every_score(tmp_
     # The resolved precision is part of the recipe; the reason train.py records is not a flag.
     assert sorted(rows["good"]["command"].split()) == sorted("python train.py --seed 1 --precision float32".split())
     assert rows["bad"]["command"] == "python train.py" and rows["bad"]["bnm"] is None
-    assert judges.judge(list(rows.values()), "reverse_paper")[:2] == (1.0, rows["good"])
-    assert judges.judge(list(rows.values()), "reverse_fresh")[:2] == (-1.0, rows["bad"])
-    assert judges.judge(list(rows.values()), "information_maximization")[2] == 2
+    rho, interval, picked, count = judges.judge(list(rows.values()), "reverse_paper")
+    # Every resample of three runs that orders them as the test accuracy does has rho 1 (or none).
+    assert (rho, interval, picked, count) == (1.0, (1.0, 1.0), rows["good"], 3)
+    assert judges.judge(list(rows.values()), "reverse_fresh")[::2] == (-1.0, rows["bad"])
+    assert judges.judge(list(rows.values()), "information_maximization") == (None, None, rows["good"], 2)
+    assert judges.judge(list(rows.values()), "source_validation_accuracy")[:2] == (None, None)  # all 0.98
     table = judges.report(list(rows.values()))
-    assert "| reverse validation, fresh | -1.000 | 3 | bad | 0.5000 | 0.4000 |" in table
+    assert "| reverse validation, fresh | -1.000 | -1.00 to -1.00 | 3 | bad | 0.5000 | 0.4000 |" in table
+    low, high = judges.rho_interval([1, 2, 3, 4, 6, 5, 7, 9, 8, 10], list(range(10)))
+    assert 0.7 < low < 0.98 < high <= 1.0  # nearly ordered: a narrow interval below 1
     assert "\n| BNM |" not in table  # no run has it: no row in the score tables
     with pytest.raises(ValueError, match="Two JSON files of the paper variant for good"):
         judges.read_rows(paths + paths[:1])
