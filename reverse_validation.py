@@ -217,8 +217,8 @@ def main(arguments, program="reverse_validation.py"):
                 os.path.join("results", trained_run.run_name(parsed.model), "label_free_scores.json")
                 if parsed.scores_only else os.path.join("logs", reverse_name, "reverse_validation.json"))
             check_writable(out_path)
-            policy, _ = precision.resolve(config.precision)
-            config = dataclasses.replace(config, precision=policy)
+            policy, reason = precision.resolve(config.precision)
+            config = dataclasses.replace(config, precision=policy, precision_reason=reason)
             reverse_config = reverse_run_config(config, parsed.epochs, reverse_name)
             # Before any op runs: threads and devices cannot change afterwards.
             runtime = devices.configure_for(reverse_config)

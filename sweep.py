@@ -12,8 +12,9 @@ is skipped, a stopped one resumed, so a sweep stopped with Ctrl-C goes on
 where it stopped when the same command runs again. Each finished candidate
 is then scored by `python reverse_validation.py --model checkpoints/<run>
 --scores_only`, which reads no target label, and the candidates are ranked
-by --judge (default: information maximization, the judge that ranked runs best
-in docs/reverse_validation.md). The ranked table, with every candidate's
+by --judge (default: information maximization, among the judges that ranked runs
+best in docs/reverse_validation.md on a target with about equally frequent
+classes; class_ami for a target whose classes may be imbalanced). The ranked table, with every candidate's
 command and scores, goes to results/<name>/sweep.md and sweep.json; the last
 line printed is the command that trains the winner fully: its settings,
 without the sweep's --epochs.
@@ -34,8 +35,8 @@ from utils import cli
 from utils import scripts
 from utils.files import write_text_atomic
 
-# reverse_validation.py --scores_only's scores, all higher-is-better; the default ranks best in
-# docs/reverse_validation.md.
+# reverse_validation.py --scores_only's scores, all higher-is-better; docs/reverse_validation.md
+# measures each, and why the default is information maximization (class_ami under imbalance).
 JUDGES = ("information_maximization", "negative_entropy", "bnm", "snd", "dev", "class_ami",
           "source_validation_accuracy")
 DEFAULT_JUDGE = "information_maximization"
@@ -66,7 +67,8 @@ def parse_arguments(arguments):
                         help="Settings to try, each with its values; every combination is a candidate.")
     parser.add_argument("--name", default="sweep", help="Prefix of the candidates' runs (default: %(default)s).")
     parser.add_argument("--judge", choices=JUDGES, default=DEFAULT_JUDGE,
-                        help="The label-free score that ranks them (default: %(default)s).")
+                        help="The label-free score that ranks them (default: %(default)s; class_ami "
+                             "when the target's classes may be imbalanced).")
     parser.add_argument("--out", default="", metavar="PATH",
                         help="The ranked table (default: results/<name>/sweep.md, and sweep.json beside it).")
     parsed, overrides = parser.parse(arguments)
