@@ -185,6 +185,22 @@ MISTAKES = [
     Mistake("hparams_written_on_resume", "utils/training/trainer.py",
             [("if self.is_chief and not dashboards.has_settings(self.log_dir):", "if self.is_chief:")],
             "a resumed run writes a second HParams record", ["tests/test_dashboards.py"]),
+    Mistake("auto_precision_recorded_unresolved", "utils/training/run_config.py",
+            [("return dataclasses.replace(config, precision=policy, precision_reason=reason)",
+              "return dataclasses.replace(config, precision_reason=reason)")],
+            "config.json records `auto` instead of the precision the run computed in", ["tests/test_train.py"]),
+    Mistake("judges_one_row_per_file", "bench/judges.py",
+            [("run = os.path.basename(os.path.normpath(judged[\"model\"]))",
+              "run = os.path.basename(path)")],
+            "each JSON file of a run becomes its own row, so a run counts once per variant",
+            ["tests/test_bench.py"]),
+    Mistake("judges_picks_the_lowest", "bench/judges.py",
+            [("picked = max(scored, key=lambda row: row[key]) if scored else None",
+              "picked = min(scored, key=lambda row: row[key]) if scored else None")],
+            "a judge picks the run it scores lowest", ["tests/test_bench.py"]),
+    Mistake("notebook_grl_without_reversal", "model/grl.py",
+            [("return -tf.cast(lambda_, upstream.dtype) * upstream", "return tf.cast(lambda_, upstream.dtype) * upstream")],
+            "the GRL scales the gradient without reversing it", ["tests/test_notebook.py"]),
 ]
 # (name, old text, new text, what it breaks) in utils/selection/validators.py.
 VALIDATOR_MISTAKES = [
