@@ -276,3 +276,26 @@ def test_the_digits_tool_writes_scikit_learns_digits_as_class_folders(tmp_path):
     assert decoded.shape == (16, 16, 1)
     np.testing.assert_array_equal(np.asarray(Image.open(path)),
                                   np.round(digits.images[5] * 255 / 16).astype(np.uint8))
+
+
+def test_cut_classes_keeps_a_seeded_fraction_of_the_named_classes_and_copies_the_rest(tmp_path, capsys):
+    from tools import cut_classes
+
+    for name, count in (("a", 20), ("b", 20), ("c", 7)):
+        (tmp_path / "in" / name).mkdir(parents=True)
+        for index in range(count):
+            (tmp_path / "in" / name / f"{index:02d}.png").write_bytes(bytes([index]))
+    arguments = [str(tmp_path / "in"), "--classes", "a", "c", "--keep", "0.1", "--seed", "3"]
+    assert cut_classes.main([arguments[0], str(tmp_path / "out"), *arguments[1:]]) == 0
+    kept = {name: sorted(os.listdir(tmp_path / "out" / name)) for name in "abc"}
+    assert [len(kept[name]) for name in "abc"] == [2, 20, 1]  # a tenth of 20; at least one of 7
+    assert all((tmp_path / "out" / "a" / name).read_bytes() == bytes([int(name[:2])]) for name in kept["a"])
+    # The same seed draws the same files; the output is refused once it exists.
+    assert cut_classes.main([arguments[0], str(tmp_path / "again"), *arguments[1:]]) == 0
+    assert sorted(os.listdir(tmp_path / "again" / "a")) == kept["a"]
+    capsys.readouterr()
+    assert cut_classes.main([arguments[0], str(tmp_path / "out"), *arguments[1:]]) == 2
+    assert cut_classes.main([arguments[0], str(tmp_path / "new"), "--classes", "z", "--keep", "0.5"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and "already exists" in errors[0] and "--classes z: no such class" in errors[1]
+    assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == ["again", "in", "out"]

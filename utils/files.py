@@ -1,4 +1,4 @@
-"""Atomic file writes: a file is either complete or absent, never half-written.
+"""Atomic writes: a file, or a new folder, is either complete or absent, never half-written.
 
 A write goes to a temporary file beside the target, renamed over it at the
 end; the rename replaces whatever stands at the target. So only a regular
@@ -11,6 +11,7 @@ link and leave its target as it was.
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 
@@ -108,6 +109,24 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         _remove_empty_folders(created)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_new_folder(folder, error=FileExistsError):
+    """Yields a temporary folder beside `folder`; renames it to `folder` on success, and removes it
+    if the body raises, so an interruption leaves no half-written tree. Refuses, with `error` (an
+    exception class), a `folder` that already exists."""
+    if os.path.exists(folder):
+        raise error(f"'{folder}' already exists: choose a new folder, or delete it first.")
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    temporary = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(folder) + ".", suffix=".partial")
+    try:
+        yield temporary
+        os.rename(temporary, folder)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
         raise
 
 

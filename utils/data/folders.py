@@ -20,13 +20,12 @@ that the scripts can print it as one `error:` line before any work starts.
 
 import dataclasses
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from utils.data import splits
 from utils.errors import DataError
+from utils.files import atomic_new_folder
 
 # The formats that tf.io.decode_image reads, as image_dataset_from_directory lists them.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -252,12 +251,7 @@ def write_image_folders(folder, parts, class_names, progress=None):
     """
     from PIL import Image  # Only writing needs Pillow; reading uses TensorFlow.
 
-    if os.path.exists(folder):
-        raise DataError(f"'{folder}' already exists: choose a new folder, or delete it first.")
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    temporary = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(folder) + ".", suffix=".partial")
-    try:
+    with atomic_new_folder(folder, error=DataError) as temporary:
         for subfolder, (images, labels) in parts.items():
             for name in class_names:
                 os.makedirs(os.path.join(temporary, subfolder, name))
@@ -267,7 +261,3 @@ def write_image_folders(folder, parts, class_names, progress=None):
                     os.path.join(temporary, subfolder, class_names[label], f"{index:0{width}d}.png"))
                 if progress:
                     progress(1)
-        os.rename(temporary, folder)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
