@@ -12,9 +12,10 @@ is skipped, a stopped one resumed, so a sweep stopped with Ctrl-C goes on
 where it stopped when the same command runs again. Each finished candidate
 is then scored by `python reverse_validation.py --model checkpoints/<run>
 --scores_only`, which reads no target label, and the candidates are ranked
-by --judge (default: information maximization, among the judges that ranked runs
-best in docs/reverse_validation.md on a target with about equally frequent
-classes; class_ami for a target whose classes may be imbalanced). The ranked table, with every candidate's
+by --judge (default: information maximization, among the judges that ranked
+runs best in docs/reverse_validation.md on a target with about equally
+frequent classes; class_ami for a target whose classes may be imbalanced).
+The ranked table, with every candidate's
 command and scores, goes to results/<name>/sweep.md and sweep.json; the last
 line printed is the command that trains the winner fully: its settings,
 without the sweep's --epochs.
