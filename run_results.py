@@ -12,6 +12,12 @@ a checkpoint but no final.json is resumed, so the nine runs (each about
 as long as one default `python train.py`, see the README) can be finished
 over several invocations. The table is rewritten after every run. Accuracies are those of
 the final step: no checkpoint is chosen with target labels.
+
+Each run records the commit of the training code it trained with
+(utils/provenance.py: the last commit that changed the networks, data,
+loop, runtime, evaluation metrics, config.py or train.py). A finished run
+whose training code has changed since, or that has no such record, is
+marked stale in the table and named at the end of the output.
 """
 
 import datetime
@@ -27,6 +33,7 @@ import time
 
 from config import MODES, preset_config
 from utils import cli
+from utils import provenance
 from utils import scripts
 from utils.files import write_text_atomic
 
@@ -124,6 +131,26 @@ def mean_and_spread(values):
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def recorded_commit(record):
+    """The training commit run_results.py recorded for a run; None for a run without one."""
+    return (record or {}).get("training_commit")
+
+
+def training_code(record, current):
+    """The table's cell: the run's training commit, and whether the code has changed since."""
+    recorded = recorded_commit(record)
+    text = "not recorded" if recorded is None else f"`{recorded['commit']}`" + (
+        " with uncommitted changes" if recorded["uncommitted"] else "")
+    return text + (", **stale**" if provenance.is_stale(recorded, current) else "")
+
+
+def stale_runs(runs):
+    """The names of the finished runs whose training code is not the current one."""
+    current = provenance.training_commit()
+    return [run_name(mode, seed) for (mode, seed), run in sorted(runs.items())
+            if provenance.is_stale(recorded_commit(run["record"]), current)]
+
+
 def results_table(runs, modes, seeds, train_arguments, invocation):
     """The markdown page: summary table beside the paper, every run with its command, the machine."""
     lines = ["# Results: MNIST -> MNIST-M", "",
@@ -139,9 +166,12 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
                      f"| {PAPER_MNISTM_ACCURACY[mode]:.4f} "
                      f"| {mean_and_spread([final['val/source_acc'] for final in finals])} "
                      f"| {len(finals)} of {len(seeds)} |")
-    lines += ["", "## Runs", "", "| run | MNIST-M test | MNIST test | steps | wall time | command |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "## Runs", "", "Training code: the last commit that changed what a run trains and evaluates "
+              "with (utils/provenance.py); **stale** when that code has changed since.", "",
+              "| run | MNIST-M test | MNIST test | steps | training code | wall time | command |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     machines, missing, total_seconds = set(), [], 0.0
+    current = provenance.training_commit()
     for mode in modes:
         for seed in seeds:
             command = "python " + shlex.join(train_command(mode, seed, train_arguments))
@@ -158,7 +188,8 @@ def results_table(runs, modes, seeds, train_arguments, invocation):
                 machines.add(record["machine"])
                 command = record["command"]
             lines.append(f"| {run_name(mode, seed)} | {final['val/target_acc']:.4f} | "
-                         f"{final['val/source_acc']:.4f} | {final['steps']} | {seconds / 60:.1f} min{resumed} | `{command}` |")
+                         f"{final['val/source_acc']:.4f} | {final['steps']} | {training_code(record, current)} | "
+                         f"{seconds / 60:.1f} min{resumed} | `{command}` |")
     if missing:
         lines += ["", "Not run yet:", *missing]
     lines += ["", "## Machine", "",
@@ -197,8 +228,16 @@ def main(arguments=None):
             resumed = os.path.isfile(os.path.join(config.checkpoint_dir, run_name(mode, seed), "checkpoint"))
             command += ["--resume"] if resumed else []
             print(f"\n=== python {shlex.join(command)}", flush=True)
+            record_path = os.path.join(config.log_dir, run_name(mode, seed), RECORD_NAME)
+            commit = provenance.training_commit()
+            # A run stopped part way left the commit it started at: resumed on other training code,
+            # it belongs to no single commit (None: stale).
+            if resumed and os.path.isfile(record_path) and recorded_commit(read_json(record_path)) != commit:
+                commit = None
             started = time.perf_counter()
             exit_code = run_training(command)
+            if exit_code != 0 and os.path.isdir(os.path.dirname(record_path)) and not os.path.isfile(record_path):
+                write_text_atomic(record_path, json.dumps({"training_commit": commit}, indent=2) + "\n")
             if exit_code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
                 print(f"Stopped: {run_name(mode, seed)} saved its checkpoint (its message is above). Run "
                       "this command again to continue.", file=sys.stderr)
@@ -209,12 +248,15 @@ def main(arguments=None):
                       file=sys.stderr)
                 return 1
             record = {"command": "python " + shlex.join(command), "seconds": time.perf_counter() - started,
-                      "resumed": resumed, "machine": machine_description(),
+                      "resumed": resumed, "machine": machine_description(), "training_commit": commit,
                       "finished": datetime.datetime.now().isoformat(timespec="seconds")}
-            write_text_atomic(os.path.join(config.log_dir, run_name(mode, seed), RECORD_NAME),
-                              json.dumps(record, indent=2) + "\n")
+            write_text_atomic(record_path, json.dumps(record, indent=2) + "\n")
             runs = write_table()
     print(f"Wrote {parsed.out} ({len(runs)} of {len(parsed.modes) * len(parsed.seeds)} runs finished).")
+    stale = stale_runs(runs)
+    if stale:
+        print(f"Stale: the training code has changed since {', '.join(stale)} trained (or it was not "
+              "recorded); delete their logs/ and checkpoints/ folders and run this again to retrain them.")
     return 0
 
 

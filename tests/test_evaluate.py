@@ -12,6 +12,7 @@ from PIL import Image
 
 import evaluate
 import run_results
+from utils import provenance
 import train
 from config import Config
 from conftest import (make_null_device, fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
@@ -259,7 +260,7 @@ def test_the_results_table_gives_mean_and_spread_beside_the_paper(tmp_path):
     assert "| DANN (`dann`) | 0.7200 ± 0.0200 | 0.7666 |" in table
     assert "| train on target (`target_only`) | 0.9600 ± 0.0000 | 0.9596 |" in table
     assert "`python train.py --mode target_only --seed 2 --run_name results-target_only-seed2" in table
-    assert "| 5.0 min (resumed: last part only) | `python train.py --resume` |" in table
+    assert "| not recorded, **stale** | 5.0 min (resumed: last part only) | `python train.py --resume` |" in table
     assert "Total wall time of the runs above: 1.25 h, without the parts of resumed runs" in table
     assert "\n- m\n" in table
 
@@ -278,6 +279,10 @@ def test_run_results_trains_a_missing_run_then_skips_it(tmp_path, monkeypatch):
     run_folder = tmp_path / "logs" / "results-source_only-seed0"
     record = json.loads((run_folder / "run_results.json").read_text())
     assert record["command"].startswith("python train.py --mode source_only --seed 0")
+    # Stamped with this checkout's training code, so not stale (a copy outside git records none).
+    assert record["training_commit"] == provenance.training_commit()
+    row = out.read_text().split("| results-source_only-seed0 |")[1].splitlines()[0]
+    assert ("**stale**" in row) == (record["training_commit"] is None)
     final = json.loads((run_folder / "final.json").read_text())
     assert f"| results-source_only-seed0 | {final['val/target_acc']:.4f} |" in out.read_text()
 

@@ -201,6 +201,9 @@ MISTAKES = [
     Mistake("notebook_grl_without_reversal", "model/grl.py",
             [("return -tf.cast(lambda_, upstream.dtype) * upstream", "return tf.cast(lambda_, upstream.dtype) * upstream")],
             "the GRL scales the gradient without reversing it", ["tests/test_notebook.py"]),
+    Mistake("stale_ignores_new_commits", "utils/provenance.py",
+            [("""            or recorded["commit"] != current["commit"])""", ")")],
+            "a result stays fresh after its training code changed", ["tests/test_provenance.py"]),
 ]
 # (name, old text, new text, what it breaks) in utils/selection/validators.py.
 VALIDATOR_MISTAKES = [
