@@ -49,8 +49,8 @@ from utils.errors import DataError, ModelError
 from utils.files import atomic_path, check_writable
 from utils.runtime import startup
 
-# The default preset's weights, so that `python evaluate.py` shows what
-# `python train.py` gives; pretrained/long holds the long preset's.
+# The default preset's seed-0 weights from run_results.py (its row in docs/results.md), so that
+# `python evaluate.py` shows what `python train.py` gives; pretrained/long holds the long preset's.
 PRETRAINED_MODEL = os.path.join("pretrained", "paper")
 TEST_SET_TITLES = {"mnist": "MNIST test (source)", "mnistm": "MNIST-M test (target)",
                    "mnistm_official": "original MNIST-M test, center-cropped",

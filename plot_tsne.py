@@ -29,9 +29,9 @@ from utils.runtime import startup
 def parse_arguments(arguments):
     """The options, with `settings`: the Config of --mnist and --mnistm."""
     parser = cli.Parser(__doc__, settings=cli.TEST_DATA_SETTINGS, renamed={"--source-only": "--source_only"})
-    parser.add_argument("--source_only", default="checkpoints/results-source_only-seed0", metavar="PATH",
+    parser.add_argument("--source_only", default="checkpoints/results-paper-source_only-seed0", metavar="PATH",
                         help="Checkpoint folder or .keras export of a source-only run (default: %(default)s).")
-    parser.add_argument("--dann", default="checkpoints/results-dann-seed0", metavar="PATH",
+    parser.add_argument("--dann", default="checkpoints/results-paper-dann-seed0", metavar="PATH",
                         help="Checkpoint folder or .keras export of a DANN run (default: %(default)s).")
     parser.add_argument("--count", default=1500, type=int,
                         help="Test images drawn from each domain (default: %(default)s).")

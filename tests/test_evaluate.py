@@ -1,4 +1,4 @@
-"""evaluate.py and utils/evaluation/ on a tiny run trained here; run_results.py on tiny settings."""
+"""evaluate.py and utils/evaluation/ on a tiny run trained here."""
 
 import json
 import os
@@ -11,8 +11,6 @@ import pytest
 from PIL import Image
 
 import evaluate
-import run_results
-from utils import provenance
 import train
 from config import Config
 from conftest import (make_null_device, fake_mnist_arrays, make_trainer, stop_at, tiny_config, tiny_training_arrays,
@@ -239,62 +237,3 @@ def test_the_confusion_matrix_sums_counts_over_uneven_batches():
     assert per_class[labels[0]] == pytest.approx(np.mean(predictions[labels == labels[0]] == labels[0]))
 
 
-def fake_final(target_accuracy, source_accuracy=0.99):
-    return {"val/target_acc": target_accuracy, "val/source_acc": source_accuracy, "steps": 7032,
-            "wall_seconds": 600.0}
-
-
-def test_the_results_table_gives_mean_and_spread_beside_the_paper(tmp_path):
-    accuracies = {"source_only": [0.50, 0.52, 0.54], "dann": [0.70, 0.72, 0.74], "target_only": [0.96, 0.96]}
-    for mode, values in accuracies.items():
-        for seed, value in enumerate(values):
-            folder = tmp_path / "logs" / run_results.run_name(mode, seed)
-            folder.mkdir(parents=True)
-            (folder / "final.json").write_text(json.dumps(fake_final(value)))
-    resumed_record = {"command": "python train.py --resume", "seconds": 300.0, "resumed": True, "machine": "m"}
-    (tmp_path / "logs" / "results-dann-seed0" / "run_results.json").write_text(json.dumps(resumed_record))
-    out = tmp_path / "results.md"
-    assert run_results.main(["--table_only", "--out", str(out), "--log_dir", str(tmp_path / "logs")]) == 0
-    table = out.read_text()
-    assert "| source only (`source_only`) | 0.5200 ± 0.0200 | 0.5225 | 0.9900 ± 0.0000 | 3 of 3 |" in table
-    assert "| DANN (`dann`) | 0.7200 ± 0.0200 | 0.7666 |" in table
-    assert "| train on target (`target_only`) | 0.9600 ± 0.0000 | 0.9596 |" in table
-    assert "`python train.py --mode target_only --seed 2 --run_name results-target_only-seed2" in table
-    assert "| not recorded, **stale** | 5.0 min (resumed: last part only) | `python train.py --resume` |" in table
-    assert "Total wall time of the runs above: 1.25 h, without the parts of resumed runs" in table
-    assert "\n- m\n" in table
-
-
-def test_run_results_trains_a_missing_run_then_skips_it(tmp_path, monkeypatch):
-    write_fake_mnist(str(tmp_path / "mnist.npz"))
-    tiny = ["--mnist", str(tmp_path / "mnist.npz"), "--bsds", write_fake_bsds_tgz(str(tmp_path / "bsds.tgz")),
-            "--mnistm_path", str(tmp_path / "mnist_m.npz"), "--log_dir", str(tmp_path / "logs"),
-            "--checkpoint_dir", str(tmp_path / "checkpoints"), "--epochs", "1", "--batch_size", "4",
-            "--eval_every", "3", "--log_every", "3"]
-    out = tmp_path / "results.md"
-    arguments = ["--modes", "source_only", "--seeds", "0", "--out", str(out), *tiny]
-    # train.py runs in this process rather than a child one, which would spend 20 s importing TensorFlow.
-    monkeypatch.setattr(run_results, "run_training", lambda command: train.main(command[1:]))
-    assert run_results.main(arguments) == 0
-    run_folder = tmp_path / "logs" / "results-source_only-seed0"
-    record = json.loads((run_folder / "run_results.json").read_text())
-    assert record["command"].startswith("python train.py --mode source_only --seed 0")
-    # Stamped with this checkout's training code, so not stale (a copy outside git records none).
-    assert record["training_commit"] == provenance.training_commit()
-    row = out.read_text().split("| results-source_only-seed0 |")[1].splitlines()[0]
-    assert ("**stale**" in row) == (record["training_commit"] is None)
-    final = json.loads((run_folder / "final.json").read_text())
-    assert f"| results-source_only-seed0 | {final['val/target_acc']:.4f} |" in out.read_text()
-
-    def must_not_train(command):
-        raise AssertionError(f"finished run trained again: {command}")
-
-    monkeypatch.setattr(run_results, "run_training", must_not_train)
-    assert run_results.main(arguments) == 0
-
-
-def test_run_results_refuses_per_run_settings_and_unknown_keys(capsys):
-    assert run_results.main(["--seed", "3"]) == 2
-    assert "set per run" in capsys.readouterr().err
-    assert run_results.main(["--epoch", "3"]) == 2
-    assert "Unknown config key: 'epoch'" in capsys.readouterr().err

@@ -7,8 +7,8 @@ import pathlib
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
 LIBRARY_PACKAGES = ("model", "utils")
 # The library's packages, lowest first: each may import the ones before it, never one after it.
-LAYERS = ("config", "model", "utils.errors", "utils.files", "utils.provenance", "utils.scripts", "utils.runtime",
-          "utils.plots", "utils.data", "utils.evaluation", "utils.training", "utils.selection", "utils.cli")
+LAYERS = ("config", "model", "utils.errors", "utils.files", "utils.scripts", "utils.runtime", "utils.provenance",
+          "utils.results", "utils.plots", "utils.data", "utils.evaluation", "utils.training", "utils.selection", "utils.cli")
 
 
 def module_name(path):

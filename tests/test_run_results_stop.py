@@ -17,7 +17,8 @@ def test_ctrl_c_reaches_the_training_run_which_saves_before_it_ends(tmp_path):
     write_fake_mnistm(mnistm, write_fake_mnist(mnist, train_count=96, test_count=20))
     # 48 steps, one per compiled call, an evaluation line every 2 steps.
     process = subprocess.Popen(
-        [sys.executable, "run_results.py", "--modes", "dann", "--seeds", "0", "--out", str(tmp_path / "results.md"),
+        [sys.executable, "run_results.py", "--only", "results-paper-dann-seed0", "--out", str(tmp_path / "results.md"),
+         "--records", str(tmp_path / "records"), "--pretrained", str(tmp_path / "pretrained"),
          "--mnist", mnist, "--mnistm_path", mnistm, "--epochs", "8", "--batch_size", "32", "--log_every", "1",
          "--eval_every", "2", "--checkpoint_every", "1000", "--steps_per_call", "1", "--precision", "float32",
          "--log_dir", str(tmp_path / "logs"), "--checkpoint_dir", str(tmp_path / "checkpoints")],
@@ -30,5 +31,5 @@ def test_ctrl_c_reaches_the_training_run_which_saves_before_it_ends(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "Stopped by SIGINT at step " in stderr and "Run this command again to continue." in stderr
-    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "results-dann-seed0"))
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints" / "results-paper-dann-seed0"))
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2

@@ -204,6 +204,15 @@ MISTAKES = [
     Mistake("stale_ignores_new_commits", "utils/provenance.py",
             [("""            or recorded["commit"] != current["commit"])""", ")")],
             "a result stays fresh after its training code changed", ["tests/test_provenance.py"]),
+    Mistake("results_population_spread", "utils/results.py",
+            [("statistics.stdev(values)", "statistics.pstdev(values)")],
+            "the table's spread over seeds is the population standard deviation", ["tests/test_run_results.py"]),
+    Mistake("results_resume_loses_time", "run_results.py",
+            [('progress.get("seconds", 0.0) + time.perf_counter()', "time.perf_counter()")],
+            "a resumed run's wall time counts only its last part", ["tests/test_run_results.py"]),
+    Mistake("results_ship_any_seed", "run_results.py",
+            [('if mode == "dann" and seed == 0:', 'if mode == "dann" or seed == 0:')],
+            "weights of a seed other than 0, or of source only, are shipped", ["tests/test_run_results.py"]),
 ]
 # (name, old text, new text, what it breaks) in utils/selection/validators.py.
 VALIDATOR_MISTAKES = [
