@@ -12,10 +12,10 @@ same for every run. `--precision auto` (the default) is resolved once, on
 this machine, and written into every command, so each row's command
 reproduces it on any hardware.
 
-A finished run leaves its record, results/<run>.json: accuracies, command,
+A finished run leaves its record, docs/results/<run>.json: accuracies, command,
 precision, training commit, machine, date and wall time. A run with a record
 is skipped, one with a checkpoint but no record is resumed, so the table can
-be built over several sittings and machines; commit results/ with the table.
+be built over several sittings and machines; commit docs/results/ with the table.
 The table is rewritten after every run. Accuracies are those of the final
 step: no checkpoint is chosen with target labels. A record whose training
 code has changed since (utils/provenance.py) is marked stale in the table
@@ -56,7 +56,7 @@ def parse_arguments(arguments):
     parser.add_argument("--only", nargs="+", default=list(RUNS), choices=list(RUNS), metavar="RUN",
                         help="Train only these runs (default: all of the table's).")
     parser.add_argument("--out", default="docs/results.md", metavar="PATH", help="Default: %(default)s.")
-    parser.add_argument("--records", default="results", metavar="DIR",
+    parser.add_argument("--records", default="docs/results", metavar="DIR",
                         help="The folder of the runs' records (default: %(default)s).")
     parser.add_argument("--pretrained", default="pretrained", metavar="DIR",
                         help="Where the seed-0 DANN weights are shipped, one folder per preset "

@@ -42,10 +42,11 @@ def test_the_table_gives_mean_and_spread_beside_the_paper_and_marks_unrecorded_c
     assert run_results.main(["--table_only", "--out", str(out), "--records", str(tmp_path / "records"),
                              "--precision", "float32"]) == 0
     table = out.read_text()
-    assert "| source only, `paper` | 0.5200 ± 0.0200 | 0.5225 | 0.9900 ± 0.0000 | 0, 1, 2 of 3 | float32 | not recorded, **stale** |" in table
-    assert "| DANN, `paper` | 0.7200 ± 0.0200 | 0.7666 | 0.9900 ± 0.0000 | 0, 1, 2 of 6 | float32 |" in table
+    assert ("| source only, `paper` | 0.5200 ± 0.0200 | 0.5225 | 0.9900 ± 0.0000 | 0, 1, 2 (3 of 3) | float32 "
+            "| not recorded, **stale** |") in table
+    assert "| DANN, `paper` | 0.7200 ± 0.0200 | 0.7666 | 0.9900 ± 0.0000 | 0, 1, 2 (3 of 6) | float32 |" in table
     assert "| train on target, `paper` | 0.9600 ± 0.0000 | 0.9596 |" in table
-    assert "| DANN, `long` | 0.9500 | 0.7666 | 0.9900 | 0 of 3 | float32 |" in table
+    assert "| DANN, `long` | 0.9500 | 0.7666 | 0.9900 | 0 (1 of 3) | float32 |" in table
     # The missing runs, with the precision resolved into their commands.
     assert ("`python train.py --preset paper --mode target_only --seed 2 --run_name results-paper-target_only-seed2 "
             "--precision float32`") in table

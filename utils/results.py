@@ -1,7 +1,7 @@
 """The results table: the runs it needs, one record per finished run, and docs/results.md written from
 the records.
 
-A record (results/<run>.json, committed with the table) holds a finished
+A record (docs/results/<run>.json, committed with the table) holds a finished
 run's final accuracies and what produced them: its command, precision,
 training commit (utils/provenance.py), machine, date and wall time. The
 table is rebuilt from the records alone, so it can be built over several
@@ -99,7 +99,7 @@ def summary_lines(records, current):
         lines.append(f"| {row.title} | {mean_and_spread([record['final']['val/target_acc'] for record in done])} "
                      f"| {PAPER_MNISTM_ACCURACY[row.mode]:.4f} "
                      f"| {mean_and_spread([record['final']['val/source_acc'] for record in done])} "
-                     f"| {', '.join(seeds) or 'none'} of {row.seeds} | {_joined(r['precision'] for r in done)} "
+                     f"| {', '.join(seeds) or 'none'} ({len(done)} of {row.seeds}) | {_joined(r['precision'] for r in done)} "
                      f"| {_joined(training_code(r, current) for r in done)} |")
     return lines
 
@@ -133,7 +133,7 @@ def results_page(records, current, commands, invocation, today):
              "(utils/provenance.py); **stale** when that code has changed since. Wall time: the whole "
              "train.py process, evaluations included, summed over the parts of a resumed run.", "",
              *run_lines(records, current), "",
-             "Commands (each row's record in `results/` holds the machine's details):", ""]
+             "Commands (each row's record in `docs/results/` holds the machine's details):", ""]
     lines += [f"- {name}: `{records[name]['command']}`" for row in ROWS for name in row.run_names()
               if name in records]
     if missing:
