@@ -1,7 +1,7 @@
 """Builds MNIST-M from MNIST and the BSDS500 train images.
 
     python create_mnistm.py                  # downloads both inputs
-    python create_mnistm.py --mnist ../shared/data/mnist.npz --bsds ../shared/data/BSR_bsds500.tgz
+    python create_mnistm.py --mnist PATH/mnist.npz --bsds PATH/BSR_bsds500.tgz
     python create_mnistm.py --export_folders DIR   # also MNIST and MNIST-M as image folders
 
 Writes data/mnist_m.npz and data/mnist_m_preview.png, and prints the sha256

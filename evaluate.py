@@ -7,7 +7,7 @@ accuracy on a labelled image folder, and predictions for any folder of images.
     python evaluate.py --model checkpoints/dann-seed0/classifier.keras --out results/dann.json
     python evaluate.py --mnistm_official DIR                    # also Ganin's original MNIST-M test set
     python evaluate.py --model checkpoints/dann-seed0 --mnistm_train  # also the MNIST-M train labels
-    python evaluate.py --mnist ../shared/data/mnist.npz         # a local mnist.npz instead of the download
+    python evaluate.py --mnist PATH/mnist.npz                  # a local mnist.npz instead of the download
     python evaluate.py --model RUN --target_dir DIR             # a labelled image folder (class subfolders)
     python evaluate.py --model RUN --predict DIR --out predictions.csv   # any folder of images
 
