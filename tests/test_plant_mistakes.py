@@ -29,3 +29,16 @@ def test_passing_tests_miss_it_and_a_broken_import_is_not_a_catch(tmp_path):
     with open(os.path.join(broken, "tests", "test_guard.py"), "a", encoding="utf-8") as stream:
         stream.write("import a_module_that_does_not_exist\n")
     assert not plant_mistakes.run_tests(broken, ["tests/test_guard.py"])[0]
+
+
+def test_every_mistake_edits_text_that_occurs_once_in_the_current_code_and_names_existing_tests():
+    unplantable = []
+    for mistake in plant_mistakes.MISTAKES:
+        with open(os.path.join(REPOSITORY, mistake.path), encoding="utf-8") as stream:
+            text = stream.read()
+        unplantable += [f"{mistake.name}: occurs {text.count(old)} times" for old, _ in mistake.edits
+                        if text.count(old) != 1]
+        unplantable += [f"{mistake.name}: no {test}" for test in mistake.tests
+                        if not os.path.isfile(os.path.join(REPOSITORY, test.split("::")[0]))]
+    assert len(plant_mistakes.MISTAKES) > 50
+    assert unplantable == []
