@@ -27,7 +27,7 @@ def accumulated(log_dir):
 
 
 def session_start(accumulator):
-    """(the HParams plugin's session start record, how many were written): the run's hyperparameters."""
+    """(the HParams plugin's `session_start_info` record, how many were written): the run's hyperparameters."""
     count = len(accumulator.Tensors("_hparams_/session_start_info"))
     metadata = accumulator.SummaryMetadata("_hparams_/session_start_info")
     return plugin_data_pb2.HParamsPluginData.FromString(metadata.plugin_data.content).session_start_info, count

@@ -90,7 +90,7 @@ def test_run_main_ends_quietly_when_the_reader_of_stdout_has_gone(monkeypatch):
 @pytest.mark.parametrize("script", ["evaluate.py", "reverse_validation.py", "plot_curves.py", "plot_tsne.py",
                                     "run_results.py", "create_mnistm.py", "bench/train_speed.py"])
 def test_help_into_a_closed_pipe_ends_without_a_traceback(script):
-    # Buffered output, as in a terminal session: the help is written out when the script ends.
+    # Buffered output, as when a user pipes the help on: it is written out when the script ends.
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
     stdout = closed_pipe()
     try:

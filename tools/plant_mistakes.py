@@ -262,7 +262,7 @@ def run_tests(folder, tests):
     Only pytest's exit code 1, tests that ran and failed, counts as caught: a
     planted edit that breaks the import or collection (exit code 2) is an
     error of the edit, not a test catching the mistake. The tests run in one process (`-n 0`):
-    on pytest-xdist's workers, `-x` ends the session as interrupted, exit code 2 too.
+    on pytest-xdist's workers, `-x` stops the run as interrupted, exit code 2 too.
     """
     completed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider",
                                 *tests],
