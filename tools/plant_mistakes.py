@@ -243,17 +243,22 @@ def copy_project(destination):
             shutil.copy2(source, target)
 
 
-def plant(folder, mistake):
-    path = os.path.join(folder, mistake.path)
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
+def planted(mistake, text):
+    """The text of mistake.path with the mistake's edits; exits when an old text does not occur exactly once."""
     for old, new in mistake.edits:
         if text.count(old) != 1:
             raise SystemExit(f"error: '{mistake.name}': the text to replace occurs {text.count(old)} times "
                              f"in {mistake.path}, not once; update the mistake to the current code.")
         text = text.replace(old, new)
+    return text
+
+
+def plant(folder, mistake):
+    path = os.path.join(folder, mistake.path)
+    with open(path, encoding="utf-8") as stream:
+        text = stream.read()
     with open(path, "w", encoding="utf-8") as stream:
-        stream.write(text)
+        stream.write(planted(mistake, text))
 
 
 def run_tests(folder, tests):
